@@ -1,0 +1,1 @@
+"""Placeholder: variants are being written."""
