@@ -26,17 +26,18 @@ class ConvertOptions:
     input_size: int | None = None
     calib_dir: Path | None = None
     calib_count: int = 32
-    deployment_target: str | None = None  # Core ML: iOS16 | iOS17 | iOS18
-    compression: str | None = None  # Core ML weight compression: int8 | palettize6 | palettize4
+    deployment_target: str | None = None  # Core ML: iOS16 | iOS17 | iOS18 (None: the target's default)
 
 
 @dataclass
 class Artifact:
-    """What a target wrote: the model file (relative to the bundle), the manifest parts it owns, and a runner.
+    """What a target wrote: the model file (relative to the bundle) and the manifest parts it owns.
 
-    `run` (when the runtime exists on this machine) takes a float32 NCHW batch normalized exactly as the PyTorch
-    model expects and returns float32 logits; the target handles layout, image scaling and quantization of I/O
-    so that one parity check serves every target. `run_unavailable` says why when `run` is None.
+    Parity is not the target's job: the pipeline writes the bundle to a temp folder, opens it with the runtime
+    harness (`edge_sdk.runtime.load_bundle`) exactly as an app would, and compares with PyTorch — one parity check
+    for every target, the same code `edge-sdk validate` runs later.
+    `input_spec`/`output_spec` hold the target-specific keys (layout, dtype, quantization, names,
+    normalization_in_model); the pipeline adds resize/crop/mean/std/color from the model's deploy config.
     """
 
     file: str
@@ -44,8 +45,6 @@ class Artifact:
     input_spec: dict[str, Any]
     output_spec: dict[str, Any]
     report: dict[str, Any]
-    run: Callable[[np.ndarray], np.ndarray] | None = None
-    run_unavailable: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
