@@ -6,9 +6,11 @@ write its model file into the bundle's temp folder, runs parity where the runtim
 """
 from __future__ import annotations
 
+import contextlib
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, ContextManager, Iterator
 
 import numpy as np
 import torch
@@ -27,6 +29,7 @@ class ConvertOptions:
     calib_dir: Path | None = None
     calib_count: int = 32
     deployment_target: str | None = None  # Core ML: iOS16 | iOS17 | iOS18 (None: the target's default)
+    labels: tuple[str, ...] | None = None  # class names when known (Core ML adds a classifier head with them)
 
 
 @dataclass
@@ -46,6 +49,9 @@ class Artifact:
     output_spec: dict[str, Any]
     report: dict[str, Any]
     extra: dict[str, Any] = field(default_factory=dict)
+    # Set when this artifact cannot execute on this machine although the target usually can (e.g. an ExecuTorch
+    # .pte delegated to Core ML): parity is then recorded as not_run with this reason.
+    cannot_run_reason: str | None = None
 
 
 class Target:
@@ -58,6 +64,9 @@ class Target:
     precisions: ClassVar[tuple[str, ...]]  # the first is the default
     supports_nhwc: ClassVar[bool] = False
     supports_calib: ClassVar[tuple[str, ...]] = ()  # precisions that use calibration images
+    # Optional narrowing per backend, e.g. {"xnnpack": ("fp32", "int8", "mixed"), "coreml": ("fp32", "fp16")};
+    # a backend missing here accepts every precision of the target.
+    backend_precisions: ClassVar[dict[str, tuple[str, ...]]] = {}
 
     def available(self) -> tuple[bool, str]:
         """(True, "") when this machine can convert to the target, else (False, reason)."""
@@ -78,6 +87,11 @@ class Target:
         if opts.backend is not None and opts.backend not in self.backends:
             raise UsageError(f"--backend {opts.backend} is not supported by target {self.name}; "
                              f"supported: {', '.join(self.backends)}")
+        backend = opts.backend or self.backends[0]
+        allowed = self.backend_precisions.get(backend)
+        if allowed is not None and opts.precision not in allowed:
+            raise UsageError(f"--precision {opts.precision} is not supported by target {self.name} with backend "
+                             f"{backend}; supported: {', '.join(allowed)}")
         if opts.nhwc and not self.supports_nhwc:
             raise UsageError(f"--nhwc is not supported by target {self.name} (only: "
                              f"{', '.join(t.name for t in TARGETS.values() if t.supports_nhwc)})")
@@ -96,6 +110,35 @@ class Target:
 
 
 TARGETS: dict[str, Target] = {}
+
+# ---- progress: targets name their steps, the pipeline decides how to show them --------------------------------------
+
+_STEP_HOOK: ContextVar[Callable[[str], ContextManager[Any]] | None] = ContextVar("edge_sdk_step_hook", default=None)
+
+
+@contextlib.contextmanager
+def step(description: str) -> Iterator[None]:
+    """Wrap one named step of an export (e.g. `with step("lower to XNNPACK"):`).
+
+    Targets call this around export / quantize / calibrate / lower / serialize so `edge-sdk convert` can show
+    progress per step; outside the pipeline (tests, library use) it does nothing.
+    """
+    hook = _STEP_HOOK.get()
+    if hook is None:
+        yield
+        return
+    with hook(description):
+        yield
+
+
+@contextlib.contextmanager
+def step_hook(hook: Callable[[str], ContextManager[Any]] | None) -> Iterator[None]:
+    """Install `hook(description) -> context manager` for `step()` calls made inside this block (pipeline only)."""
+    token = _STEP_HOOK.set(hook)
+    try:
+        yield
+    finally:
+        _STEP_HOOK.reset(token)
 
 
 def register_target(target: Target) -> Target:

@@ -55,12 +55,13 @@ class ConvBN(nn.Module):
 def fuse_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     """Return a new Conv2d computing bn(conv(x)) in eval mode."""
     fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                      conv.dilation, conv.groups, bias=True, padding_mode=conv.padding_mode)
+                      conv.dilation, conv.groups, bias=True, padding_mode=conv.padding_mode,
+                      device=conv.weight.device, dtype=conv.weight.dtype)
     scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
     fused.weight.copy_(conv.weight * scale.reshape(-1, 1, 1, 1))
     bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
     fused.bias.copy_((bias - bn.running_mean) * scale + bn.bias)
-    return fused.to(conv.weight.device)
+    return fused
 
 
 class DepthwiseSeparable(nn.Module):
@@ -153,5 +154,99 @@ class ClassifierHead(nn.Module):
         self.fc = nn.Linear(in_ch, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.mean(dim=(2, 3))  # (B, C)
+        x = x.mean(dim=(2, 3), keepdim=True).flatten(1)  # (B, C); XNNPACK delegates only the 4-D keepdim mean
         return self.fc(self.drop(x))
+
+
+@torch.no_grad()
+def fold_bn_into_next_conv(bn: nn.BatchNorm2d, conv: nn.Conv2d) -> nn.Conv2d:
+    """Return a Conv2d computing conv(bn(x)) in eval mode, for a pre-norm BN feeding a 1x1 conv.
+
+    Pre-norm transformer blocks (norm -> q/k/v or FFN convs) have BN *before* the conv, which `fuse_conv_bn`
+    cannot handle; for a 1x1, groups=1 conv the per-channel affine folds exactly into the weight's input axis.
+    """
+    if conv.kernel_size != (1, 1) or conv.groups != 1:
+        raise ValueError("a pre-norm BN folds only into a 1x1 conv with groups=1")
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)  # (Cin,)
+    shift = bn.bias - bn.running_mean * scale  # (Cin,)
+    fused = nn.Conv2d(conv.in_channels, conv.out_channels, 1, conv.stride, 0, bias=True,
+                      device=conv.weight.device, dtype=conv.weight.dtype)
+    fused.weight.copy_(conv.weight * scale.reshape(1, -1, 1, 1))
+    bias = conv.bias if conv.bias is not None else torch.zeros_like(fused.bias)
+    fused.bias.copy_(bias + conv.weight[:, :, 0, 0] @ shift)
+    return fused
+
+
+class PatchGrid(nn.Module):
+    """Regroup a feature map into p x p patches and back, without unfold/fold or any rank > 4 tensor (rule 1).
+
+    `to_patches`: (B, C, H, W) -> (B, C, P, N) with P = p*p pixel positions inside a patch and N = (H/p)*(W/p)
+    patches, the layout MobileViT attends over (tokens = N, one sequence per P). It is a space-to-depth done by a
+    fixed one-hot grouped conv (C -> C*P, kernel p, stride p, groups C: a depthwise conv with multiplier P, one
+    DEPTHWISE_CONV_2D in TFLite), then a rank-4 view. The one-hot weight is a buffer, not a parameter: no optimizer
+    touches it and it is not counted. Multiplying by exactly 1.0 and adding exact zeros keeps it bit-exact.
+
+    `from_patches` is the exact inverse (depth-to-space) as two rank-4 transposes. Not the mirror-image grouped
+    `conv_transpose2d`: litert-torch splits a grouped transposed conv into one SLICE + TRANSPOSE_CONV per channel
+    (48 of each in a 16-channel tiny model), and `pixel_shuffle` decomposes through a rank-6 permute (rule 1).
+    """
+
+    def __init__(self, channels: int, patch: int = 2) -> None:
+        super().__init__()
+        self.channels, self.patch = channels, patch
+        eye = torch.eye(patch * patch).reshape(patch * patch, 1, patch, patch)  # (P, 1, p, p) one-hot taps
+        # Persistent: coremltools 9 looks up every buffer of the exported program in its state dict.
+        self.register_buffer("weight", eye.repeat(channels, 1, 1, 1))  # (C*P, 1, p, p)
+
+    def to_patches(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        b, c, h, w = x.shape
+        if h % self.patch or w % self.patch:
+            raise ValueError(f"feature map {h}x{w} is not divisible into {self.patch}x{self.patch} patches")
+        y = nn.functional.conv2d(x, self.weight, stride=self.patch, groups=c)  # (B, C*P, H/p, W/p), c-major
+        gh, gw = h // self.patch, w // self.patch
+        return y.reshape(b, c, self.patch * self.patch, gh * gw), (gh, gw)  # (B, C, P, N)
+
+    def from_patches(self, x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        b, c, _, _ = x.shape
+        (gh, gw), p = grid, self.patch
+        y = x.reshape(b * c * p, p, gh, gw)  # (B*C*i, j, gh, gw): P splits into row i, column j
+        y = y.permute(0, 2, 3, 1).reshape(b * c, p, gh, gw * p)  # (B*C, i, gh, W): W = gw*p + j
+        return y.permute(0, 2, 1, 3).reshape(b, c, gh * p, gw * p)  # (B, C, H, W): H = gh*p + i
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.to_patches(x)[0]
+
+
+class ReLULinearAttention(nn.Module):
+    """Multi-head ReLU linear attention (EfficientViT, Cai et al. 2023, arXiv 2205.14756), O(N) in tokens, all 4-D.
+
+    out_i = sum_j v_j (k_j . q_i) / (sum_j k_j . q_i + eps), with q = ReLU(q-proj), k = ReLU(k-proj), computed
+    as (V K^T) Q / ((K 1)^T Q): the (N, N) score matrix is never formed. Both token sums are written as means
+    (the 1/N cancels in the ratio; `eps` is relative to the mean): `mean` is delegated where `sum` was not
+    (rule 4) and means keep fp16 (Core ML) in range at high token counts. q/k/v are separate 1x1 ConvBN (rule 4);
+    heads are folded into the batch dim, e.g. q is (B*heads, key_dim, N), so products are 3-D `bmm` (a 4-D matmul
+    becomes expand_copy + bmm and XNNPACK does not delegate expand_copy). The k mean is taken on the 4-D map
+    (XNNPACK delegates `mean` only over dims (2, 3) of a 4-D tensor with keepdim).
+    """
+
+    def __init__(self, dim: int, heads: int, key_dim: int, out_dim: int | None = None, eps: float = 1e-4,
+                 out_bn_init: float = 1.0) -> None:
+        super().__init__()
+        self.heads, self.key_dim, self.eps = heads, key_dim, eps
+        inner = heads * key_dim
+        self.q = ConvBN(dim, inner, 1, act=nn.ReLU)  # ReLU kernel feature map
+        self.k = ConvBN(dim, inner, 1, act=nn.ReLU)
+        self.v = ConvBN(dim, inner, 1, act=None)
+        self.proj = ConvBN(inner, out_dim or dim, 1, act=None, bn_weight_init=out_bn_init)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = x.shape
+        shape = (b * self.heads, self.key_dim, h * w)  # heads folded into batch: plain 3-D bmm, no expand_copy
+        q, k4, v = self.q(x), self.k(x), self.v(x)  # (B, heads*d, H, W)
+        q, k, v = q.reshape(shape), k4.reshape(shape), v.reshape(shape)  # (B*heads, d, N)
+        kv = torch.bmm(v, k.transpose(1, 2)) * (1.0 / (h * w))  # (B*heads, d_v, d_k): mean_j v_j k_j^T
+        num = torch.bmm(kv, q)  # (B*heads, d_v, N)
+        k_mean = k4.mean(dim=(2, 3), keepdim=True).reshape(b * self.heads, self.key_dim, 1)  # 4-D spatial mean
+        den = torch.bmm(k_mean.transpose(1, 2), q) + self.eps  # (B*heads, 1, N)
+        out = num / den  # (B*heads, d_v, N)
+        return self.proj(out.reshape(b, self.heads * self.key_dim, h, w))

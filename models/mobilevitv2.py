@@ -1,1 +1,147 @@
-"""Placeholder: variants are being written."""
+"""MobileViTv2 (Mehta & Rastegari, "Separable Self-attention for Mobile Vision Transformers", TMLR 2023,
+https://arxiv.org/abs/2206.02680), rebuilt for edge converters.
+
+Same layers and parameter count as the paper's width-multiplier family 0.5 ... 2.0 (ml-cvnets configuration:
+base channels 32/64/128/256/384/512 x width, attention dims 128/192/256 x width, 2/4/3 attention blocks, FFN 2x),
+with these edge changes:
+- separable self-attention with SEPARATE q (1 channel), k, v 1x1 convs instead of one (1 + 2d) projection and a split,
+  and the context sum written as `mean(dim=-1) * N` (rule 4: XNNPACK delegates neither split nor sum);
+- ReLU(v) * context broadcasts by plain multiplication, no `expand_as` (rule 4: litert-torch mishandled it);
+- BatchNorm instead of GroupNorm(1, d) (rule 2: XNNPACK does not delegate group_norm); every BN folds away at deploy;
+- patches regrouped by the same `layers.PatchGrid` as MobileViT v1 (rule 1: rank <= 4, no unfold).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .base import DeployConfig, EdgeModel
+from .layers import ClassifierHead, ConvBN, Residual, fold_bn_into_next_conv, make_divisible
+from .mobilevit import ConvFFN, PatchMixer, check_input_size, init_weights, mv2_stage
+from .registry import ModelEntry, register
+
+
+@dataclass(frozen=True)
+class MobileViTv2Config:
+    """Every architecture knob of MobileViTv2; channels are derived from `width` as in the reference code."""
+
+    width: float = 1.0  # the paper's width multiplier alpha
+    base_channels: tuple[int, ...] = (32, 64, 128, 256, 384, 512)  # stem, layer1..layer5 at width 1.0
+    attn_dims: tuple[int, int, int] = (128, 192, 256)  # attention width in layer3..layer5 at width 1.0
+    depths: tuple[int, int, int] = (2, 4, 3)  # attention blocks per MobileViTv2 block
+    expansion: float = 2.0  # MV2 expansion ratio
+    ffn_ratio: float = 2.0
+    patch_size: int = 2
+    layer2_blocks: int = 2
+    head_dropout: float = 0.1
+    drop_path: float = 0.0
+
+    def channels(self) -> tuple[int, ...]:
+        """Stem (clamped to 16..64), layer1 (multiple of 16), layer2..5 (multiples of 8), as in ml-cvnets."""
+        w, base = self.width, self.base_channels
+        stem = make_divisible(min(max(base[0] * w, 16), 64), 8, 16)
+        return (stem, make_divisible(base[1] * w, 16)) + tuple(make_divisible(c * w, 8) for c in base[2:])
+
+    def dims(self) -> tuple[int, ...]:
+        return tuple(make_divisible(d * self.width, 8) for d in self.attn_dims)
+
+
+class SeparableAttention(nn.Module):
+    """Pre-norm separable self-attention, linear in the N tokens. (B, d, P, N) -> (B, d, P, N).
+
+    One context score per token (softmax over N), a context vector = score-weighted sum of keys, then
+    ReLU(values) scaled channel-wise by that context.
+    """
+
+    transformer_init = True  # `init_weights`: trunc-normal(0.02) like the reference's attention layers
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.norm: nn.Module = nn.BatchNorm2d(dim)
+        self.q = nn.Conv2d(dim, 1, 1)
+        self.k = nn.Conv2d(dim, dim, 1)
+        self.v = nn.Conv2d(dim, dim, 1)
+        self.proj = nn.Conv2d(dim, dim, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, d, p, n = x.shape
+        y = self.norm(x)
+        # Softmax on a rank-3 view: ExecuTorch's XNNPACK delegate ran a 4-D softmax(dim=-1) of this conv output in
+        # its channels-last layout, i.e. over the single channel (all ones; measured, 1e0 error vs 3e-8 this way).
+        scores = torch.softmax(self.q(y).reshape(b, p, n), dim=-1).reshape(b, 1, p, n)  # (B, 1, P, N)
+        # Sum over N as a mean over dims (2, 3) of a (B, d*P, 1, N) view, times N: XNNPACK delegates `mean` only
+        # over the spatial dims of a 4-D tensor (a mean over dim -1 alone split the .pte into 4 subgraphs).
+        weighted = (self.k(y) * scores).reshape(b, d * p, 1, n)  # (B, d*P, 1, N)
+        context = weighted.mean(dim=(2, 3), keepdim=True).reshape(b, d, p, 1) * n  # (B, d, P, 1)
+        return self.proj(torch.relu(self.v(y)) * context)  # (B, d, P, N) * (B, d, P, 1)
+
+    @torch.no_grad()
+    def reparameterize(self) -> None:
+        if isinstance(self.norm, nn.BatchNorm2d):
+            self.q, self.k, self.v = (fold_bn_into_next_conv(self.norm, c) for c in (self.q, self.k, self.v))
+            self.norm = nn.Identity()
+
+
+class MobileViTv2Block(nn.Module):
+    """3x3 depthwise ConvBN (local) -> PatchMixer of separable-attention layers (global); no concat/fusion."""
+
+    def __init__(self, ch: int, dim: int, depth: int, ffn_ratio: float, patch: int, drop_path: float = 0.0) -> None:
+        super().__init__()
+        hidden = int(ffn_ratio * dim) // 16 * 16
+        layers = [m for _ in range(depth) for m in (Residual(SeparableAttention(dim), drop_path),
+                                                    Residual(ConvFFN(dim, hidden), drop_path))]
+        self.local = ConvBN(ch, ch, 3, groups=ch, act=nn.SiLU)
+        self.mixer = PatchMixer(ch, dim, nn.Sequential(*layers), patch, proj_act=None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mixer(self.local(x))
+
+
+class MobileViTv2(EdgeModel):
+    """stem -> layer1/2 (MV2) -> layer3..5 (strided MV2 + MobileViTv2 block) -> head (no final 1x1 expansion)."""
+
+    family = "mobilevitv2"
+
+    def __init__(self, cfg: MobileViTv2Config, num_classes: int, deploy: DeployConfig) -> None:
+        super().__init__(cfg, num_classes, deploy)
+        if len(cfg.base_channels) != 6 or len(cfg.attn_dims) != 3 or len(cfg.depths) != 3:
+            raise ValueError("base_channels needs 6 values (stem, layer1..5), attn_dims and depths 3 each")
+        if cfg.width <= 0:
+            raise ValueError(f"width must be positive, got {cfg.width}")
+        check_input_size(deploy.input_size, cfg.patch_size)
+        c, e = cfg.channels(), cfg.expansion
+        self.stem = ConvBN(3, c[0], 3, stride=2, act=nn.SiLU)
+        self.layer1 = nn.Sequential(*mv2_stage(c[0], c[1], 1, 1, e))
+        self.layer2 = nn.Sequential(*mv2_stage(c[1], c[2], cfg.layer2_blocks, 2, e))
+        for i, (dim, depth) in enumerate(zip(cfg.dims(), cfg.depths)):
+            block = MobileViTv2Block(c[i + 3], dim, depth, cfg.ffn_ratio, cfg.patch_size, cfg.drop_path)
+            setattr(self, f"layer{i + 3}", nn.Sequential(*mv2_stage(c[i + 2], c[i + 3], 1, 2, e), block))
+        self.head = ClassifierHead(c[5], num_classes, cfg.head_dropout)
+        init_weights(self)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:  # (B, 3, H, W) -> (B, C, H/32, W/32)
+        x = self.stem(x)
+        for layer in (self.layer1, self.layer2, self.layer3, self.layer4, self.layer5):
+            x = layer(x)
+        return x
+
+    def forward_head(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, h, w) -> (B, num_classes)
+        return self.head(x)
+
+
+DEPLOY = DeployConfig(input_size=256, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), crop_pct=0.888)
+
+# width multiplier -> published params (millions, paper Table / ml-cvnets model zoo)
+_PUBLISHED = {0.5: 1.4, 0.75: 2.9, 1.0: 4.9, 1.25: 7.5, 1.5: 10.6, 1.75: 14.3, 2.0: 18.4}
+
+for _width, _params in _PUBLISHED.items():
+    register(ModelEntry(name=f"mobilevitv2_{round(_width * 100):03d}", family="mobilevitv2", model_cls=MobileViTv2,
+                        cfg=MobileViTv2Config(width=_width), deploy=DEPLOY, published_params=_params))
+
+register(ModelEntry(
+    name="mobilevitv2_tiny", family="mobilevitv2", model_cls=MobileViTv2,
+    cfg=MobileViTv2Config(base_channels=(16, 16, 16, 24, 32, 32), attn_dims=(16, 16, 16), depths=(1, 1, 1),
+                          layer2_blocks=1),
+    deploy=DeployConfig(input_size=64, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), crop_pct=0.888), tiny=True))

@@ -1,2 +1,78 @@
-"""Placeholder: being written."""
-commands = []
+"""`edge-sdk bench BUNDLE...`: latency against a per-frame budget, here (fresh process per run) or on a phone."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+def _parse_threads(value: str) -> list[int]:
+    from edge_sdk.errors import UsageError
+    try:
+        threads = [int(t) for t in value.split(",") if t.strip()]
+    except ValueError:
+        raise UsageError(f"--threads takes a comma-separated list of integers, e.g. 1,2; got {value!r}") from None
+    if not threads or any(t < 1 for t in threads):
+        raise UsageError(f"--threads needs positive integers, got {value!r}")
+    return threads
+
+
+@click.command("bench")
+@click.argument("bundles", nargs=-1, required=True)
+@click.option("--threads", default="1", show_default=True, help="Comma-separated thread counts, e.g. 1,2.")
+@click.option("--warmup", default=5, show_default=True, type=click.IntRange(0), help="Untimed runs first.")
+@click.option("--runs", default=30, show_default=True, type=click.IntRange(1), help="Timed runs.")
+@click.option("--budget-ms", default=50.0, show_default=True, type=click.FloatRange(0, min_open=True),
+              help="Per-frame latency budget; exit 1 when any p90 exceeds it.")
+@click.option("--e2e", is_flag=True, help="Time decode + preprocess + run of real JPEG frames, not just the model.")
+@click.option("--json", "json_file", type=click.Path(path_type=Path), help="Write all results as JSON.")
+@click.option("--csv", "csv_file", type=click.Path(path_type=Path), help="Write all results as CSV.")
+@click.option("--device", default="host", show_default=True,
+              help="host, or adb / adb:SERIAL to run on an Android phone (needs --runner).")
+@click.option("--runner", type=click.Path(path_type=Path), help="Android benchmark binary: LiteRT benchmark_model "
+              "or ExecuTorch executor_runner (built for the phone's ABI).")
+@click.option("--runner-kind", type=click.Choice(["benchmark_model", "executor_runner"]), default=None,
+              help="Say which runner --runner is when its file name does not.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def bench_cmd(bundles: tuple[str, ...], threads: str, warmup: int, runs: int, budget_ms: float, e2e: bool,
+              json_file: Path | None, csv_file: Path | None, device: str, runner: Path | None,
+              runner_kind: str | None, quiet: bool) -> None:
+    """Measure load time, first inference, p50/p90/p99/mean/std latency, throughput and peak RSS of BUNDLES.
+
+    Each bundle x thread count runs in its own fresh process (ExecuTorch's thread pool can only be sized before
+    the first load). A BUNDLE may also be `torch:MODEL` for the PyTorch eager reference of a zoo model.
+    Exit code 1 when any p90 exceeds --budget-ms (or a run failed).
+
+    \b
+    Example:
+      edge-sdk bench bundles/levit_128s-executorch-xnnpack-fp32 bundles/levit_128s-tflite-litert-fp32 \\
+          --threads 1,2 --budget-ms 50 --json bench.json --csv bench.csv
+      edge-sdk bench bundles/levit_128s-tflite-litert-fp32 --e2e
+      edge-sdk bench bundles/levit_128s-tflite-litert-fp32 --device adb:R58M12345 --runner ./benchmark_model
+    """
+    from edge_sdk import bench
+    from edge_sdk.errors import EdgeError
+    from edge_sdk.output import err_console
+    thread_list = _parse_threads(threads)
+    if device == "host":
+        results = bench.run_benchmarks(bundles, thread_list, warmup, runs, e2e=e2e, budget_ms=budget_ms,
+                                       show_progress=not quiet)
+    else:
+        from edge_sdk import android
+        results = android.run_on_device(bundles, device, runner, runner_kind, thread_list, warmup, runs,
+                                        budget_ms, e2e=e2e, show_progress=not quiet)
+    bench.print_comparison(results, budget_ms)
+    if json_file:
+        bench.write_json(json_file, results, {"budget_ms": budget_ms, "device": device})
+        err_console.print(f"wrote {json_file}")
+    if csv_file:
+        bench.write_csv(csv_file, results)
+        err_console.print(f"wrote {csv_file}")
+    bad = bench.over_budget(results)
+    if bad:
+        names = ", ".join(f"{r.get('name')}@{r.get('threads')}t" for r in bad)
+        raise EdgeError(f"{len(bad)} of {len(results)} measurements failed or exceed the {budget_ms:g} ms p90 "
+                        f"budget: {names}")
+
+
+commands = [bench_cmd]

@@ -35,20 +35,30 @@ def check_identifier(path: Path, expected: bytes, kind: str, prefix: bool = Fals
         raise EdgeError(f"{path} is not a valid {kind} file (file identifier {ident!r})")
 
 
-_ET_THREADS_SET = False
+_ET_THREADS: int | None = None  # the thread count set in this process, if any
+_ET_LOADED = False  # a program was loaded: the pool may no longer be resized
 
 
 def set_executorch_threads(threads: int | None) -> None:
     """Size ExecuTorch's thread pool. Only safe BEFORE any program is loaded in this process (measured: resetting it
-    later corrupted the heap), so it may be called once per process."""
-    global _ET_THREADS_SET
-    if threads is None:
+    later corrupted the heap), so a different count after a load is refused; asking again for the same count is
+    a no-op."""
+    global _ET_THREADS
+    if threads is None or threads == _ET_THREADS:
         return
-    if _ET_THREADS_SET:
-        raise EdgeError("the ExecuTorch thread count can only be set once per process; use a fresh process")
+    if int(threads) < 1:
+        raise EdgeError(f"thread count must be >= 1, got {threads}")
+    if _ET_THREADS is not None or _ET_LOADED:
+        raise EdgeError("the ExecuTorch thread count can only be set once per process, before any program is "
+                        "loaded; use a fresh process (edge-sdk bench does)")
     from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
     _unsafe_reset_threadpool(int(threads))
-    _ET_THREADS_SET = True
+    _ET_THREADS = int(threads)
+
+
+def executorch_threads() -> int | None:
+    """The thread count this process set for ExecuTorch (None: the library default)."""
+    return _ET_THREADS
 
 
 def open_executorch(path: str | Path, threads: int | None = None) -> RunFn:
@@ -58,10 +68,13 @@ def open_executorch(path: str | Path, threads: int | None = None) -> RunFn:
     set_executorch_threads(threads)
     import torch
     from executorch.runtime import Runtime
+    global _ET_LOADED
+    _ET_LOADED = True
     try:
         method = Runtime.get().load_program(str(path)).load_method("forward")
     except Exception as exc:
-        raise EdgeError(f"ExecuTorch could not load {path.name}: {str(exc).splitlines()[0][:300]}") from exc
+        raise EdgeError(f"ExecuTorch could not load {path.name} (truncated or corrupt program?): "
+                        f"{str(exc).splitlines()[0][:300]}") from exc
 
     def run(x: np.ndarray) -> np.ndarray:
         out = method.execute([torch.from_numpy(np.ascontiguousarray(x))])
@@ -79,7 +92,8 @@ def open_tflite(path: str | Path, threads: int | None = None) -> RunFn:
         interp = Interpreter(model_path=str(path), num_threads=threads or 1)
         interp.allocate_tensors()
     except Exception as exc:
-        raise EdgeError(f"LiteRT could not load {path.name}: {str(exc).splitlines()[0][:300]}") from exc
+        raise EdgeError(f"LiteRT could not load {path.name} (truncated or corrupt model?): "
+                        f"{str(exc).splitlines()[0][:300]}") from exc
     inp = interp.get_input_details()[0]
     out = interp.get_output_details()[0]
 

@@ -1,0 +1,383 @@
+"""The conversion pipeline shared by every target: model -> temp bundle -> parity -> atomic swap.
+
+Steps (each a short function): resolve the model (zoo name or edge-sdk checkpoint) -> reparameterize -> example
+input and calibration batches -> `Target.export` into the bundle's temp folder -> manifest + labels.txt +
+reference.npz -> parity on the temp bundle, opened with `edge_sdk.runtime.load_bundle` exactly as an app would ->
+rename into place. A failure at any step leaves no bundle and never touches an existing one.
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, field, replace
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from edge_sdk.errors import EdgeError, UsageError
+
+from . import parity as parity_mod
+from .base import Artifact, ConvertOptions, Target, get_target, load_targets, step, step_hook
+
+TOOLCHAIN_PACKAGES = ("edge-sdk", "torch", "executorch", "coremltools", "litert-torch", "ai-edge-litert",
+                      "ai-edge-quantizer", "numpy", "opencv-python-headless")
+PARITY_IMAGES = 8  # real decoded images in every bundle's reference set
+PARITY_RANDOM = 4  # seeded random-normal inputs
+PARITY_SEED = 20240
+CALIB_BATCH = 8
+
+
+@dataclass
+class ConvertResult:
+    """One bundle written by `convert` (what the CLI summary table and --json show)."""
+
+    bundle: Path
+    target: str
+    backend: str
+    precision: str
+    file: str
+    size_bytes: int
+    report: dict[str, Any]
+    parity: dict[str, Any]
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"bundle": str(self.bundle), "target": self.target, "backend": self.backend,
+                "precision": self.precision, "file": self.file, "size_bytes": self.size_bytes,
+                "report": self.report, "parity": self.parity, "seconds": round(self.seconds, 2)}
+
+
+@dataclass
+class Source:
+    """The resolved PyTorch model and where it came from."""
+
+    model: nn.Module
+    name: str
+    checkpoint: Path | None = None
+    labels: list[str] = field(default_factory=list)
+
+
+def bundle_name(model_name: str, target: str, backend: str, precision: str, nhwc: bool = False) -> str:
+    """e.g. 'mobilevitv2_050-executorch-xnnpack-fp32', 'levit_128s-tflite-litert-int8-nhwc'."""
+    return "-".join([model_name, target, backend, precision] + (["nhwc"] if nhwc else []))
+
+
+# ---- resolve the model -------------------------------------------------------------------------------------------
+
+def _looks_like_file(spec: str) -> bool:
+    return "/" in spec or "\\" in spec or Path(spec).suffix in (".pt", ".pth", ".ckpt", ".bin")
+
+
+def resolve_model(model: str | Path | nn.Module, checkpoint: Path | None = None, num_classes: int | None = None,
+                  input_size: int | None = None) -> Source:
+    """Zoo name (+ optional --checkpoint), an edge-sdk checkpoint file, or a ready nn.Module."""
+    from edge_sdk.models import create_model
+    from edge_sdk.models.checkpoint import model_from_checkpoint, model_meta, read_checkpoint
+    if isinstance(model, nn.Module):
+        if input_size is not None or num_classes is not None:
+            raise UsageError("--input-size/--num-classes apply to zoo names and checkpoints, not a model object")
+        return Source(model, getattr(model, "name", "") or type(model).__name__.lower())
+    spec = str(model)
+    size = {"input_size": input_size} if input_size else {}
+    if Path(spec).is_file() or _looks_like_file(spec):
+        if checkpoint is not None:
+            raise UsageError("give either a checkpoint file or MODEL --checkpoint FILE, not both")
+        path = Path(spec)
+        if not path.is_file():
+            raise UsageError(f"checkpoint not found: {path}")
+        meta = model_meta(read_checkpoint(path)) or {}
+        _check_num_classes(num_classes, meta.get("num_classes"), path)
+        return Source(model_from_checkpoint(path, **size), str(meta.get("name")), checkpoint=path)
+    if checkpoint is not None:
+        meta = model_meta(read_checkpoint(checkpoint)) or {}
+        _check_num_classes(num_classes, meta.get("num_classes"), checkpoint)
+        num_classes = num_classes or meta.get("num_classes")
+    m = create_model(spec, num_classes=num_classes or 1000, checkpoint=checkpoint, **size)
+    return Source(m, spec, checkpoint=checkpoint)
+
+
+def _check_num_classes(wanted: int | None, stored: int | None, path: Path) -> None:
+    if wanted is not None and stored is not None and wanted != stored:
+        raise UsageError(f"--num-classes {wanted} disagrees with checkpoint {path} ({stored} classes)")
+
+
+def resolve_labels(model: nn.Module, labels: Sequence[str] | None) -> list[str]:
+    """--labels FILE, else the model's deploy labels, else generic class_0..class_{C-1}."""
+    n = int(getattr(model, "num_classes", 0) or 0)
+    if labels is not None:
+        labels = [str(x) for x in labels]
+        if n and len(labels) != n:
+            raise UsageError(f"{len(labels)} labels given for a model with {n} classes")
+        return labels
+    deploy = getattr(getattr(model, "deploy", None), "labels", None)
+    return list(deploy) if deploy else [f"class_{i}" for i in range(n)]
+
+
+def read_labels(path: Path) -> list[str]:
+    """One label per non-empty line."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise UsageError(f"labels file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read labels file {path}: {exc}") from None
+    labels = [ln.strip() for ln in lines if ln.strip()]
+    if not labels:
+        raise UsageError(f"labels file {path} is empty")
+    return labels
+
+
+# ---- inputs --------------------------------------------------------------------------------------------------------
+
+def deploy_spec(model: nn.Module) -> dict[str, Any]:
+    """Manifest input keys owned by the pipeline (from the model's DeployConfig)."""
+    d = model.deploy
+    return {"color": "RGB", "scale": 1 / 255, "resize": int(d.resize), "crop": int(d.input_size),
+            "mean": [float(v) for v in d.mean], "std": [float(v) for v in d.std]}
+
+
+def calibration_images(spec: dict[str, Any], calib_dir: Path | None, count: int) -> list[np.ndarray]:
+    """Decoded BGR images for calibration: the user's folder, else generated scenes (seed differs from parity)."""
+    from edge_sdk.preprocess import list_images, read_image
+    if calib_dir is None:
+        return parity_mod.parity_images(count, spec["resize"], seed=7)
+    files = check_calib_dir(calib_dir)
+    step_n = max(1, len(files) // count)
+    return [read_image(p) for p in files[::step_n][:count]]
+
+
+def check_calib_dir(calib_dir: Path) -> list[Path]:
+    from edge_sdk.preprocess import list_images
+    if not Path(calib_dir).is_dir():
+        raise UsageError(f"calibration folder not found: {calib_dir}")
+    files = list_images(calib_dir)
+    if not files:
+        raise UsageError(f"calibration folder {calib_dir} holds no images (.jpg, .png, ...)")
+    return files
+
+
+def calib_loader(spec: dict[str, Any], opts: ConvertOptions) -> Callable[[], list[torch.Tensor]]:
+    """A lazy `calib()` for Target.export: normalized NCHW batches, built only when a precision calibrates."""
+    def calib() -> list[torch.Tensor]:
+        from edge_sdk.preprocess import preprocess_batch
+        images = calibration_images(spec, opts.calib_dir, opts.calib_count)
+        x = torch.from_numpy(preprocess_batch(images, spec))  # (N, 3, H, W)
+        return list(x.split(CALIB_BATCH))
+    return calib
+
+
+# ---- manifest -------------------------------------------------------------------------------------------------------
+
+def toolchain_versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for pkg in TOOLCHAIN_PACKAGES:
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def model_section(src: Source, example: torch.Tensor) -> dict[str, Any]:
+    from edge_sdk.bundle import sha256_file
+    from edge_sdk.models import count_macs, count_params
+    m = src.model
+    cfg = m.config_dict() if hasattr(m, "config_dict") else {}
+    return {"name": src.name, "family": getattr(m, "family", None), "num_classes": getattr(m, "num_classes", None),
+            "config": cfg, "deploy": m.deploy.to_dict() if hasattr(m, "deploy") else None,
+            "params": count_params(m), "macs": count_macs(m, (example,)),
+            "checkpoint_sha256": sha256_file(src.checkpoint) if src.checkpoint else None}
+
+
+def build_manifest(src: Source, target: Target, opts: ConvertOptions, art: Artifact, example: torch.Tensor,
+                   model_info: dict[str, Any]) -> dict[str, Any]:
+    spec = deploy_spec(src.model)
+    return {"model": model_info, "target": target.name, "backend": art.backend, "precision": opts.precision,
+            "file": art.file, "input": {**spec, **art.input_spec}, "output": art.output_spec,
+            "_labels": src.labels, "toolchain": toolchain_versions(), "report": art.report,
+            "parity": parity_mod.not_run("parity not run yet"), "reference": parity_mod.REFERENCE_FILE,
+            "conversion": {"input_size": int(example.shape[-1]), "nhwc": opts.nhwc,
+                           "calibration": (str(opts.calib_dir) if opts.calib_dir else "generated") if
+                           opts.precision in target.supports_calib else None,
+                           "calib_count": opts.calib_count if opts.precision in target.supports_calib else None,
+                           "deployment_target": opts.deployment_target},
+            **({"extra": art.extra} if art.extra else {})}
+
+
+# ---- one target -----------------------------------------------------------------------------------------------------
+
+def _torch_runner(model: nn.Module) -> Callable[[np.ndarray], np.ndarray]:
+    def run(x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return np.concatenate([model(torch.from_numpy(x[i:i + 1])).numpy() for i in range(len(x))])
+    return run
+
+
+def run_parity(folder: Path, target: Target, art: Artifact, precision: str) -> dict[str, Any]:
+    """Parity on a (temp) bundle through the runtime harness; not_run where its runtime is missing here."""
+    if art.cannot_run_reason:
+        return parity_mod.not_run(art.cannot_run_reason)
+    ok, why = target.can_run()
+    if not ok:
+        return parity_mod.not_run(why)
+    from edge_sdk.runtime import load_bundle
+    reference = parity_mod.ReferenceSet.load(folder / parity_mod.REFERENCE_FILE)
+    return parity_mod.check(load_bundle(folder), reference, precision)
+
+
+def _fill(src: Source, target: Target, opts: ConvertOptions, example: torch.Tensor, reference: Any,
+          model_info: dict[str, Any], result: dict[str, Any]) -> Callable[[Path], dict[str, Any]]:
+    """The write_bundle callback: export into tmp, write manifest + reference, run parity, return the manifest."""
+    from edge_sdk.bundle import finish_manifest
+
+    def fill(tmp: Path) -> dict[str, Any]:
+        tmp.chmod(0o755)  # mkdtemp makes it owner-only; a bundle is shipped and shared like any folder
+        spec = deploy_spec(src.model)
+        art = _export(target, src.model, example, opts, tmp, calib_loader(spec, opts))
+        reference.save(tmp / parity_mod.REFERENCE_FILE)
+        manifest = finish_manifest(tmp, build_manifest(src, target, opts, art, example, model_info))
+        with step("parity (runtime vs PyTorch)"):
+            manifest["parity"] = run_parity(tmp, target, art, opts.precision)
+        result.update(art=art, manifest=manifest)
+        return manifest
+
+    return fill
+
+
+def _export(target: Target, model: nn.Module, example: torch.Tensor, opts: ConvertOptions, tmp: Path,
+            calib: Callable[[], list[torch.Tensor]]) -> Artifact:
+    """Target.export with any toolchain exception turned into one EdgeError line."""
+    try:
+        art = target.export(model, example, opts, tmp, calib)
+    except EdgeError:
+        raise
+    except Exception as exc:  # toolchains raise anything; the user gets one line (EDGE_SDK_DEBUG=1: traceback)
+        text = (str(exc).strip().splitlines() or [""])[0][:300]
+        raise EdgeError(f"{target.name} conversion failed: {type(exc).__name__}: {text}") from exc
+    if not (tmp / art.file).exists():
+        raise EdgeError(f"internal: target {target.name} did not write {art.file}")
+    return art
+
+
+def convert_one(src: Source, target: Target, opts: ConvertOptions, dest: Path, force: bool,
+                example: torch.Tensor, reference: Any, model_info: dict[str, Any]) -> ConvertResult:
+    from edge_sdk.bundle import sha256_file, write_bundle
+    start = time.perf_counter()
+    result: dict[str, Any] = {}
+    path = write_bundle(dest, _fill(src, target, opts, example, reference, model_info, result), force=force)
+    art, manifest = result["art"], result["manifest"]
+    return ConvertResult(path, target.name, art.backend, opts.precision, art.file, _size(path / art.file),
+                         art.report, manifest["parity"], time.perf_counter() - start)
+
+
+def _size(path: Path) -> int:
+    if path.is_dir():
+        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    return path.stat().st_size
+
+
+# ---- the public entry point --------------------------------------------------------------------------------------
+
+def plan(target: str, opts: ConvertOptions) -> list[tuple[Target, ConvertOptions]]:
+    """(target, options) pairs to convert, checked before any work. `all`: every target at its default precision."""
+    if target != "all":
+        t = get_target(target)
+        t.check_options(opts)
+        return [(t, opts)]
+    given = [flag for flag, on in (("--precision", opts.precision != "fp32"), ("--backend", opts.backend),
+                                   ("--nhwc", opts.nhwc), ("--calib", opts.calib_dir),
+                                   ("--deployment-target", opts.deployment_target)) if on]
+    if given:
+        raise UsageError(f"--target all uses each target's default precision and backend; "
+                         f"{', '.join(given)} needs a single --target")
+    out = []
+    for t in load_targets().values():
+        o = replace(opts, precision=t.default_precision())
+        t.check_options(o)
+        out.append((t, o))
+    return out
+
+
+def _check_available(t: Target) -> None:
+    ok, why = t.available()
+    if not ok:
+        raise EdgeError(f"target {t.name} is not available on this machine: {why}")
+
+
+def convert(model: str | Path | nn.Module, target: str, opts: ConvertOptions, out_dir: Path,
+            force: bool = False, checkpoint: Path | None = None, labels: list[str] | None = None,
+            num_classes: int | None = None, show_progress: bool = True) -> list[ConvertResult]:
+    """Convert one model to one target (or `all`) and return what was written.
+
+    Every argument is checked (targets, options, calibration folder, destinations) before the first export, so a
+    mistake costs no conversion time and leaves nothing behind.
+    """
+    jobs = plan(target, opts)
+    for t, _ in jobs:
+        _check_available(t)
+    if opts.calib_dir is not None:
+        check_calib_dir(opts.calib_dir)
+    with _progress(show_progress)("load model"):
+        src = resolve_model(model, checkpoint, num_classes, opts.input_size)
+        src.labels = resolve_labels(src.model, labels)
+        deploy_model = _reparameterize(src.model)
+    src = replace(src, model=deploy_model)
+    dests = [Path(out_dir) / bundle_name(src.name, t.name, o.backend or t.backends[0], o.precision, o.nhwc)
+             for t, o in jobs]
+    _check_destinations(dests, force)
+    example = deploy_model.example_inputs(1)[0]
+    with _progress(show_progress)("PyTorch reference (parity set)"):
+        model_info = model_section(src, example)
+        reference = _reference(deploy_model)
+    results = []
+    with step_hook(_progress(show_progress) if show_progress else None):
+        for (t, o), dest in zip(jobs, dests):
+            results.append(convert_one(src, t, o, dest, force, example, reference, model_info))
+    return results
+
+
+def _reparameterize(model: nn.Module) -> nn.Module:
+    from edge_sdk.models import reparameterize_model
+    return reparameterize_model(model)  # a copy in eval mode: the caller's model is untouched
+
+
+def _reference(model: nn.Module) -> parity_mod.ReferenceSet:
+    spec = deploy_spec(model)
+    images = parity_mod.parity_images(PARITY_IMAGES, spec["resize"])
+    return parity_mod.build_reference(_torch_runner(model), images, spec, seed=PARITY_SEED, n_random=PARITY_RANDOM)
+
+
+def _check_destinations(dests: list[Path], force: bool) -> None:
+    """Refuse an existing bundle without --force and an unwritable output folder before doing any work."""
+    import os
+    for dest in dests:
+        if dest.exists() and not force:
+            raise UsageError(f"{dest} already exists; pass --force to replace it")
+        if dest.exists() and not (dest / "manifest.json").is_file() and dest.is_dir() and any(dest.iterdir()):
+            raise UsageError(f"{dest} exists and is not a bundle; refusing to replace it")
+        parent = dest.parent
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise EdgeError(f"cannot create output directory {parent}: {exc.strerror}") from exc
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise EdgeError(f"output directory {parent} is not writable")
+
+
+def _progress(show: bool) -> Callable[[str], Any]:
+    """A step hook: a spinner while the step runs, then a '✓ step (1.2 s)' line on stderr."""
+    @contextlib.contextmanager
+    def hook(description: str) -> Iterator[None]:
+        if not show:
+            yield
+            return
+        from edge_sdk.output import err_console, progress
+        start = time.perf_counter()
+        with progress(f"{description} ..."):
+            yield
+        err_console.print(f"  [green]✓[/green] {description} ({time.perf_counter() - start:.1f} s)")
+    return hook

@@ -1,0 +1,82 @@
+"""Bundle writing is atomic and reading refuses tampered or unsafe bundles."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from edge_sdk.bundle import MANIFEST, read_bundle, sha256_file, update_manifest, write_bundle
+from edge_sdk.errors import EdgeError, UsageError
+
+
+def _fill(content: bytes = b"model-bytes", labels=("cat", "dog")):
+    def fill(tmp):
+        (tmp / "model.bin").write_bytes(content)
+        return {"model": {"name": "x"}, "target": "executorch", "backend": "xnnpack", "precision": "fp32",
+                "file": "model.bin",
+                "input": {"name": "x", "shape": [1, 3, 8, 8], "layout": "NCHW", "dtype": "float32", "color": "RGB",
+                          "resize": 9, "crop": 8, "mean": [0, 0, 0], "std": [1, 1, 1],
+                          "normalization_in_model": False, "quantization": None},
+                "output": {"name": "y", "shape": [1, 2], "dtype": "float32", "kind": "logits"},
+                "toolchain": {}, "report": {}, "parity": {"status": "not_run"}, "_labels": list(labels)}
+    return fill
+
+
+def test_write_and_read(tmp_path):
+    dest = write_bundle(tmp_path / "b", _fill())
+    b = read_bundle(dest)
+    assert b.manifest["schema_version"] == 1
+    assert b.manifest["sha256"] == sha256_file(dest / "model.bin")
+    assert b.labels == ["cat", "dog"]
+    assert sorted(p.name for p in dest.iterdir()) == ["labels.txt", "manifest.json", "model.bin"]
+    assert [p.name for p in tmp_path.iterdir()] == ["b"]  # no temp leftovers
+
+
+def test_existing_bundle_needs_force_and_survives_failure(tmp_path):
+    dest = write_bundle(tmp_path / "b", _fill(b"v1"))
+    with pytest.raises(UsageError, match="--force"):
+        write_bundle(dest, _fill(b"v2"))
+
+    def failing(tmp):
+        (tmp / "model.bin").write_bytes(b"half")
+        raise RuntimeError("toolchain crashed")
+    with pytest.raises(RuntimeError):
+        write_bundle(dest, failing, force=True)
+    assert (dest / "model.bin").read_bytes() == b"v1"
+    assert [p.name for p in tmp_path.iterdir()] == ["b"]
+    write_bundle(dest, _fill(b"v2"), force=True)
+    assert read_bundle(dest).model_file.read_bytes() == b"v2"
+
+
+def test_refuses_to_replace_a_non_bundle(tmp_path):
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "notes.txt").write_text("precious")
+    with pytest.raises(UsageError, match="not a bundle"):
+        write_bundle(tmp_path / "docs", _fill(), force=True)
+    assert (tmp_path / "docs" / "notes.txt").read_text() == "precious"
+
+
+def test_tampered_file_and_escaping_paths(tmp_path):
+    dest = write_bundle(tmp_path / "b", _fill())
+    (dest / "model.bin").write_bytes(b"tampered")
+    with pytest.raises(EdgeError, match="sha256 mismatch"):
+        read_bundle(dest)
+    dest = write_bundle(tmp_path / "c", _fill())
+    update_manifest(dest, file="../b/model.bin")
+    with pytest.raises(EdgeError, match="escapes"):
+        read_bundle(dest)
+    update_manifest(dest, file="model.bin", labels="/etc/passwd")
+    with pytest.raises(EdgeError, match="relative"):
+        read_bundle(dest)
+
+
+def test_bad_manifests(tmp_path):
+    with pytest.raises(UsageError, match="not found"):
+        read_bundle(tmp_path / "nope")
+    dest = write_bundle(tmp_path / "b", _fill())
+    (dest / MANIFEST).write_text("{not json")
+    with pytest.raises(EdgeError, match="not valid JSON"):
+        read_bundle(dest)
+    (dest / MANIFEST).write_text(json.dumps({"schema_version": 99}))
+    with pytest.raises(EdgeError, match="schema_version"):
+        read_bundle(dest)
