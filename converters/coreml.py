@@ -170,10 +170,14 @@ def build_package(model: nn.Module, example: torch.Tensor, opts: ConvertOptions,
         with step("torch.export"):
             ep = torch.export.export(wrapped, (pixels,)).run_decompositions({})
         with step(f"convert to Core ML ({opts.precision}, {deployment_target(opts)})"):
-            mlmodel = convert_program(ep, tuple(pixels.shape), opts, labels)
-        if opts.precision in ("int8", "palette6", "palette4"):
+            prog = to_mil(ep, tuple(pixels.shape), opts, labels is not None)
+        if compression_config(opts) is not None:
             with step(f"compress weights ({opts.precision})"):
-                mlmodel = compress(mlmodel, opts)
+                image_input = prog.functions["main"].input_types
+                prog = compress(to_mlprogram(prog, opts, None), opts)._mil_program
+                prog.functions["main"].input_types = image_input  # lost in coremltools' proto round trip
+        with step("ML Program"):
+            mlmodel = to_mlprogram(prog, opts, labels)
     except (UsageError, EdgeError):
         raise
     except Exception as exc:  # noqa: BLE001 - toolchain errors are many types; report one line
@@ -188,27 +192,42 @@ def _ct_target(name: str) -> Any:
     return getattr(ct.target, name)
 
 
-def convert_program(ep: Any, shape: tuple[int, ...], opts: ConvertOptions, labels: list[str] | None) -> Any:
-    """ExportedProgram -> MLModel (mlprogram) with an RGB image input and, with labels, a classifier head."""
+def _ct_precision(opts: ConvertOptions) -> Any:
+    import coremltools as ct
+    return ct.precision.FLOAT32 if opts.precision == "fp32" else ct.precision.FLOAT16
+
+
+def to_mil(ep: Any, shape: tuple[int, ...], opts: ConvertOptions, with_probs: bool) -> Any:
+    """ExportedProgram -> optimized MIL program (fp16/fp32) with an RGB image input and fp32 outputs."""
     import numpy as np
     import coremltools as ct
-    precision = ct.precision.FLOAT32 if opts.precision == "fp32" else ct.precision.FLOAT16
-    target = _ct_target(deployment_target(opts))
     outputs = [ct.TensorType(name=LOGITS_NAME, dtype=np.float32)]
-    if labels is not None:
+    if with_probs:
         outputs.append(ct.TensorType(name=PROBS_NAME, dtype=np.float32))
     image = ct.ImageType(name=INPUT_NAME, shape=shape, color_layout=ct.colorlayout.RGB, scale=1.0,
                          bias=[0.0, 0.0, 0.0])
-    prog = ct.convert(ep, convert_to="milinternal", compute_precision=precision, minimum_deployment_target=target,
-                      inputs=[image], outputs=outputs)
+    return ct.convert(ep, convert_to="milinternal", compute_precision=_ct_precision(opts),
+                      minimum_deployment_target=_ct_target(deployment_target(opts)), inputs=[image],
+                      outputs=outputs)
+
+
+def to_mlprogram(prog: Any, opts: ConvertOptions, labels: list[str] | None) -> Any:
+    """MIL program -> MLModel; with labels, a classify op turns `probs` into classLabel / classLabel_probs.
+
+    The program is already optimized (and compressed), so no pass runs again (PassPipeline.EMPTY). Compression
+    runs before the classifier is added: coremltools 9 cannot compress a classifier model (its list-typed class
+    constant fails to re-serialize).
+    """
+    import coremltools as ct
     prog.functions["main"].output_types = None  # let the classifier add its outputs (see module docstring)
     classifier = None
     if labels is not None:
         classifier = ct.ClassifierConfig(labels, predicted_feature_name=CLASS_LABEL_NAME,
                                          predicted_probabilities_output=PROBS_NAME)
-    mlmodel = ct.convert(prog, convert_to="mlprogram", compute_precision=precision,
-                         minimum_deployment_target=target, classifier_config=classifier,
-                         compute_units=ct.ComputeUnit.ALL)
+    mlmodel = ct.convert(prog, convert_to="mlprogram", compute_precision=_ct_precision(opts),
+                         minimum_deployment_target=_ct_target(deployment_target(opts)),
+                         classifier_config=classifier, compute_units=ct.ComputeUnit.ALL,
+                         pass_pipeline=ct.PassPipeline.EMPTY)
     mlmodel.short_description = "edge-sdk image classifier: RGB 0-255 pixels in, normalization inside the model"
     return mlmodel
 
@@ -231,7 +250,7 @@ def compression_config(opts: ConvertOptions) -> dict[str, Any] | None:
 
 
 def compress(mlmodel: Any, opts: ConvertOptions) -> Any:
-    """int8 linear (per-channel, symmetric) or N-bit k-means palettization of the weights.
+    """int8 linear (per-channel, symmetric) or N-bit k-means palettization of the weights (coremltools.optimize).
 
     Compute stays fp16; only stored weights shrink (decompressed at load time, or on the fly on newer devices).
     Weights under WEIGHT_THRESHOLD elements stay fp16: too small to matter.
@@ -250,15 +269,15 @@ def compress(mlmodel: Any, opts: ConvertOptions) -> Any:
     grouped = cto.OpPalettizerConfig(mode="kmeans", nbits=cfg["nbits"], granularity="per_grouped_channel",
                                      group_size=cfg["group_size"], weight_threshold=WEIGHT_THRESHOLD)
     # Weights whose output channels do not split into groups would be skipped: give them one LUT per tensor.
-    fallback = {name: per_tensor for name in _ungroupable_weights(mlmodel, cfg["group_size"])}
+    fallback = {name: per_tensor for name in _ungroupable_weights(mlmodel._mil_program, cfg["group_size"])}
     config = cto.OptimizationConfig(global_config=grouped, op_name_configs=fallback)
     return cto.palettize_weights(mlmodel, config)
 
 
-def _ungroupable_weights(mlmodel: Any, group_size: int) -> list[str]:
+def _ungroupable_weights(prog: Any, group_size: int) -> list[str]:
     """Names of weight consts (>= WEIGHT_THRESHOLD elements) whose axis 0 is not a multiple of `group_size`."""
     names = []
-    for op in mlmodel._mil_program.functions["main"].operations:
+    for op in prog.functions["main"].operations:
         val = op.outputs[0].val if op.op_type == "const" else None
         shape = getattr(val, "shape", ())
         if len(shape) >= 2 and val.size >= WEIGHT_THRESHOLD and shape[0] % group_size:

@@ -11,7 +11,8 @@ Metrics per input set: max-abs error, its ratio to max|reference logit|, mean co
 Thresholds (the pass/fail rule) depend on precision:
 - fp32: max-abs <= 1e-4 x max|logit| on images AND random inputs.
 - fp16 / int8 / mixed / compressed: on images only (random inputs lie outside the calibration range, so they are
-  reported but not judged): cosine >= min_cosine and top-1 agreement >= 98% on *decisive* images.
+  reported but not judged): mean cosine over the images >= min_cosine (fp16 0.999, int8/mixed 0.97) and top-1
+  agreement >= 98% on *decisive* images. The worst image's cosine is reported too (`cosine_min`).
 
 Why "decisive": with random (untrained) weights, logits are often nearly tied, and the top-1 of two correct
 computations can differ by rounding alone. An image is decisive when the reference top-1 leads the runner-up by at
@@ -34,8 +35,8 @@ FP32 = ("fp32",)
 DEFAULT_THRESHOLDS: dict[str, dict[str, float]] = {
     "fp32": {"max_abs_ratio": 1e-4},
     "fp16": {"min_cosine": 0.999, "min_top1": 0.98},
-    "int8": {"min_cosine": 0.98, "min_top1": 0.98},
-    "mixed": {"min_cosine": 0.98, "min_top1": 0.98},
+    "int8": {"min_cosine": 0.97, "min_top1": 0.98},
+    "mixed": {"min_cosine": 0.97, "min_top1": 0.98},
 }
 LOSSY_DEFAULT = {"min_cosine": 0.95, "min_top1": 0.98}  # other lossy names (dynamic_int8, palette6, ...)
 MARGIN = 0.05
@@ -160,8 +161,8 @@ def verdict(precision: str, images: dict[str, Any], random: dict[str, Any],
             if m["max_abs_ratio"] > thresholds["max_abs_ratio"]:
                 fails.append(f"{name}: max-abs error {m['max_abs']:.3g} is {m['max_abs_ratio']:.2e} x max|logit| "
                              f"(limit {thresholds['max_abs_ratio']:.0e})")
-    if "min_cosine" in thresholds and images["cosine_min"] < thresholds["min_cosine"]:
-        fails.append(f"images: cosine {images['cosine_min']:.5f} < {thresholds['min_cosine']}")
+    if "min_cosine" in thresholds and images["cosine_mean"] < thresholds["min_cosine"]:
+        fails.append(f"images: mean cosine {images['cosine_mean']:.5f} < {thresholds['min_cosine']}")
     if "min_top1" in thresholds:
         agree = images["top1_agreement_decisive"]  # None: every image is a near-tie, top-1 is not judged
         if agree is not None and agree < thresholds["min_top1"]:

@@ -142,7 +142,7 @@ def deploy_spec(model: nn.Module) -> dict[str, Any]:
 
 def calibration_images(spec: dict[str, Any], calib_dir: Path | None, count: int) -> list[np.ndarray]:
     """Decoded BGR images for calibration: the user's folder, else generated scenes (seed differs from parity)."""
-    from edge_sdk.preprocess import list_images, read_image
+    from edge_sdk.preprocess import read_image
     if calib_dir is None:
         return parity_mod.parity_images(count, spec["resize"], seed=7)
     files = check_calib_dir(calib_dir)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -169,18 +170,14 @@ class TFLiteTarget(Target):
     supports_calib = ("int8",)
 
     def available(self) -> tuple[bool, str]:
-        try:
-            import ai_edge_litert  # noqa: F401
-            import ai_edge_quantizer  # noqa: F401
-            import litert_torch  # noqa: F401
-        except ImportError as exc:
-            return False, f"needs litert-torch, ai-edge-litert and ai-edge-quantizer ({exc.name} is missing)"
+        """find_spec, not import: importing litert-torch takes seconds and `edge-sdk doctor` asks every target."""
+        missing = [m for m in ("litert_torch", "ai_edge_litert", "ai_edge_quantizer") if find_spec(m) is None]
+        if missing:
+            return False, f"needs litert-torch, ai-edge-litert and ai-edge-quantizer ({', '.join(missing)} missing)"
         return True, ""
 
     def can_run(self) -> tuple[bool, str]:
-        try:
-            import ai_edge_litert.interpreter  # noqa: F401
-        except ImportError:
+        if find_spec("ai_edge_litert") is None:
             return False, "ai-edge-litert is not installed"
         return True, ""
 

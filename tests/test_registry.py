@@ -126,3 +126,12 @@ def test_cli_doctor_json():
     assert names["executorch"]["ok"] and names["coremltools"]["ok"]
     assert names["convert:coreml"]["ok"] and not names["run:coreml"]["ok"]
     assert names["run:executorch"]["ok"] and names["run:tflite"]["ok"]
+
+
+def test_meta_device_counts_match_real():
+    from edge_sdk.models import count_macs, count_params
+    from edge_sdk.models.profile import meta_model
+    for name in ("levit_tiny", "mobilevit_tiny"):
+        real, meta = create_model(name), meta_model(name)
+        assert count_params(real) == count_params(meta)
+        assert count_macs(real) == count_macs(meta) > 0

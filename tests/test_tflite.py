@@ -236,3 +236,12 @@ def test_export_writes_artifact(tmp_path):
 def test_empty_calibration_is_one_clear_error(conv):
     with pytest.raises(EdgeError, match="calibration set is empty"):
         T.quantize(conv.fp32, "int8", lambda: [], False)
+
+
+def test_conversion_failure_is_one_clear_error():
+    class DataDependent(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x * 2 if x.sum() > 0 else x  # torch.export cannot trace a data-dependent branch
+
+    with pytest.raises(EdgeError, match="litert-torch could not convert"):
+        T.convert_fp32(DataDependent(), torch.randn(1, 3, 8, 8), False)

@@ -75,8 +75,8 @@ def test_reparameterize_keeps_outputs(name):
     """
     torch.manual_seed(0)
     model = create_model(name, num_classes=10)
-    x = model.example_inputs(2)[0]
-    _calibrate_bn(model, x)
+    _calibrate_bn(model, model.example_inputs(2)[0])
+    x = model.example_inputs(1)[0]
     dtypes = [torch.float64] + ([torch.float32] if get_entry(name).tiny else [])
     for dtype in dtypes:
         m, xd = model.to(dtype), x.to(dtype)

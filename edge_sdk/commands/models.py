@@ -7,9 +7,10 @@ from edge_sdk.output import human_count, print_json, print_table
 
 
 def _summary(name: str) -> dict:
-    from edge_sdk.models import count_macs, count_params, create_model, get_entry
+    from edge_sdk.models import count_macs, count_params, get_entry
+    from edge_sdk.models.profile import meta_model
     entry = get_entry(name)
-    model = create_model(name)
+    model = meta_model(name)
     return {"name": name, "family": entry.family, "params": count_params(model), "macs": count_macs(model),
             "input_size": model.deploy.input_size, "tiny": entry.tiny,
             "published_params_m": entry.published_params}
@@ -47,9 +48,10 @@ def info_cmd(model: str, num_classes: int, input_size: int | None, as_json: bool
     Example:
       edge-sdk info mobilevit_xxs --input-size 256
     """
-    from edge_sdk.models import count_macs, count_params, create_model, get_entry, stage_shapes
+    from edge_sdk.models import count_macs, count_params, get_entry, stage_shapes
+    from edge_sdk.models.profile import meta_model
     entry = get_entry(model)
-    m = create_model(model, num_classes=num_classes, input_size=input_size)
+    m = meta_model(model, num_classes=num_classes, input_size=input_size)
     info = {"name": model, "family": entry.family, "config": m.config_dict(), "deploy": m.deploy.to_dict(),
             "num_classes": num_classes, "params": count_params(m), "macs": count_macs(m),
             "published_params_m": entry.published_params,

@@ -54,7 +54,7 @@ def train_cmd(model: str, data: Path, val: Path | None, recipe: str | None, sets
     from edge_sdk.train.recipe import load_recipe, parse_set
     overrides = {**parse_set(sets), **{k: v for k, v in zip(FLAG_KEYS, (epochs, batch_size, lr, seed, workers))
                                         if v is not None}}
-    rec = load_recipe(_recipe_source(recipe, resume, out), overrides)
+    rec = load_recipe(_recipe_source(recipe, resume, out, model), overrides)
     job = TrainJob(model, data, out, rec, val=val, resume=resume, init=init, teacher=teacher,
                    teacher_checkpoint=teacher_checkpoint, qat=qat, max_steps=max_steps,
                    show_progress=not no_progress and not as_json,
@@ -69,17 +69,17 @@ def train_cmd(model: str, data: Path, val: Path | None, recipe: str | None, sets
         click.echo(f"checkpoints: {res.last}" + (f", {res.best}" if res.best else ""))
 
 
-def _recipe_source(recipe: str | None, resume: bool, out: Path) -> str:
+def _recipe_source(recipe: str | None, resume: bool, out: Path, model: str) -> str:
     """With --resume and no --recipe, continue with the recipe stored in the checkpoint (written as YAML)."""
     if recipe is not None or not resume:
         return recipe or "cpu-tiny"
     import yaml
-    from edge_sdk.models.checkpoint import read_checkpoint
     ckpt_path = out / "last.pt"
     if not ckpt_path.is_file():
         from edge_sdk.errors import UsageError
         raise UsageError(f"--resume: no checkpoint at {ckpt_path}")
-    stored = read_checkpoint(ckpt_path).get("train", {}).get("recipe", {})
+    from edge_sdk.train.state import load_for_resume
+    stored = load_for_resume(ckpt_path, model)["train"].get("recipe", {})
     path = out / "recipe.yaml"
     path.write_text(yaml.safe_dump(stored))
     return str(path)

@@ -126,14 +126,16 @@ class Trainer:
     def __init__(self, job: TrainJob) -> None:
         self.job, self.r = job, job.recipe
         self.info = dist.setup()
-        _seed_all(self.r.seed + self.info.rank)
+        _seed_all(self.r.seed)  # same initial weights on every rank
         self.device = self.info.device
+        self.out = Path(job.out)
+        self._resume_ckpt = self._read_resume() if job.resume else None  # fail fast on another model's checkpoint
         self._setup_data_and_model()
         self._setup_optim()
+        _seed_all(self.r.seed + self.info.rank)  # then per-rank streams (dropout, drop path)
         self.epoch, self.step_in_epoch, self.best_top1, self.skipped_total = 0, 0, -1.0, 0
-        self.out = Path(job.out)
-        if job.resume:
-            self._resume()
+        if self._resume_ckpt is not None:
+            self._resume(self._resume_ckpt)
 
     def log(self, msg: str) -> None:
         if self.info.is_main:
@@ -159,15 +161,17 @@ class Trainer:
             self.model.to(memory_format=torch.channels_last)
         if self.r.grad_checkpointing:
             enable_grad_checkpointing(self.model)
+        from .optim import attention_param_names
+        self.attn_names = attention_param_names(self.model)
         if job.qat:
             from .qat import prepare_qat
             self.model = prepare_qat(self.model, self.device)
-        # EMA is off under QAT: averaging fake-quant observers' ranges has no meaning
-        self.ema = ModelEma(self.model, self.r.ema_decay) if self.r.ema and not job.qat else None
         self.net: nn.Module = self.model
         if self.info.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.net = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+            self.net = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)  # broadcasts rank 0's weights
+        # EMA is off under QAT: averaging fake-quant observers' ranges has no meaning
+        self.ema = ModelEma(self.model, self.r.ema_decay) if self.r.ema and not job.qat else None
         if self.r.compile:
             self.net = torch.compile(self.net)
 
@@ -192,7 +196,7 @@ class Trainer:
         self.schedule = CosineSchedule(r.lr * self.lr_scale, r.min_lr * self.lr_scale, r.warmup_lr,
                                        min(warmup, total), total)
         self.optimizer = make_optimizer(self.model, self.schedule(0), r.weight_decay, r.betas,
-                                        r.conv_lr_scale, r.attn_lr_scale)
+                                        r.conv_lr_scale, r.attn_lr_scale, self.attn_names)
         self.amp_dtype = _amp(r, self.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         from edge_sdk.data.mix import Mixer
@@ -223,7 +227,18 @@ class Trainer:
         return _build_model(TrainJob(self.job.model, self.job.data, self.out, self.r,
                                      model_overrides=self.job.model_overrides), self.classes)
 
+    def _sync_buffers(self) -> None:
+        """BatchNorm statistics drift apart per rank (each sees its own batches); rank 0's are the saved ones,
+        so every rank takes them before a checkpoint and at the end: all replicas stay identical."""
+        if not self.info.enabled:
+            return
+        for module in [self.model] + ([self.ema.module] if self.ema is not None else []):
+            for b in module.buffers():
+                if b is not None and b.numel():
+                    torch.distributed.broadcast(b, src=0)
+
     def save(self, name: str, metrics: dict[str, Any]) -> Path:
+        self._sync_buffers()
         rngs = self._gather_rng()  # collective: every rank takes part, only rank 0 writes
         if not self.info.is_main:
             return self.out / name
@@ -241,11 +256,14 @@ class Trainer:
             ckpt["qat_state_dict"] = self.model.state_dict()
         return state.save(ckpt, self.out / name)
 
-    def _resume(self) -> None:
+    def _read_resume(self) -> dict[str, Any]:
         path = self.out / "last.pt"
         if not path.is_file():
             raise UsageError(f"--resume: no checkpoint at {path}")
-        ckpt = state.load_for_resume(path, self.job.model)
+        return state.load_for_resume(path, self.job.model)
+
+    def _resume(self, ckpt: dict[str, Any]) -> None:
+        path = self.out / "last.pt"
         tr = ckpt["train"]
         if tr["classes"] != list(self.classes):
             raise UsageError(f"--resume: {path} was trained on other classes than {self.job.data}")
@@ -331,6 +349,7 @@ class Trainer:
         from edge_sdk.data.dataset import make_eval_loader
         if self.val_ds is None:
             return {}
+        self._sync_buffers()  # every rank evaluates rank 0's BatchNorm statistics
         loader = make_eval_loader(self.val_ds, self.r.batch_size, self.r.workers, self.info.world_size,
                                   self.info.rank)
         model = self.ema.module if self.ema is not None else self.model

@@ -32,10 +32,14 @@ def _no_decay(name: str, p: nn.Parameter) -> bool:
     return p.ndim <= 1 or name.endswith(".bias") or "bias_table" in name or "attention_biases" in name
 
 
-def param_groups(model: nn.Module, weight_decay: float, conv_lr_scale: float,
-                 attn_lr_scale: float) -> list[dict]:
-    """Up to four groups: {conv, attn} x {decay, no decay}; each carries `lr_scale` and a `kind` label."""
-    attn = attention_param_names(model)
+def param_groups(model: nn.Module, weight_decay: float, conv_lr_scale: float, attn_lr_scale: float,
+                 attn_names: set[str] | None = None) -> list[dict]:
+    """Up to four groups: {conv, attn} x {decay, no decay}; each carries `lr_scale` and a `kind` label.
+
+    `attn_names` overrides the module-type detection (a QAT graph module has lost its module classes, so the
+    names are computed on the eager model before export).
+    """
+    attn = attention_param_names(model) if attn_names is None else attn_names
     groups: dict[tuple[str, bool], dict] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
@@ -50,8 +54,9 @@ def param_groups(model: nn.Module, weight_decay: float, conv_lr_scale: float,
 
 
 def make_optimizer(model: nn.Module, lr: float, weight_decay: float, betas: tuple[float, float],
-                   conv_lr_scale: float = 1.0, attn_lr_scale: float = 1.0) -> torch.optim.AdamW:
-    groups = param_groups(model, weight_decay, conv_lr_scale, attn_lr_scale)
+                   conv_lr_scale: float = 1.0, attn_lr_scale: float = 1.0,
+                   attn_names: set[str] | None = None) -> torch.optim.AdamW:
+    groups = param_groups(model, weight_decay, conv_lr_scale, attn_lr_scale, attn_names)
     for g in groups:
         g["lr"] = lr * g["lr_scale"]
     return torch.optim.AdamW(groups, lr=lr, betas=betas, weight_decay=weight_decay)

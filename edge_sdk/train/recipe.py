@@ -91,6 +91,7 @@ def _coerce(key: str, value: Any) -> Any:
     if isinstance(default, bool):
         ok = isinstance(value, bool)
     elif isinstance(default, float):
+        value = _float_or_same(value)  # YAML 1.1 reads "1e-3" (no dot) as a string
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         value = float(value) if ok else value
     elif isinstance(default, tuple):
@@ -102,6 +103,15 @@ def _coerce(key: str, value: Any) -> Any:
         raise UsageError(f"recipe key '{key}' expects {type(default).__name__}, got {value!r}")
     if key in CHOICES and value not in CHOICES[key]:
         raise UsageError(f"recipe key '{key}' must be one of {', '.join(CHOICES[key])}, got {value!r}")
+    return value
+
+
+def _float_or_same(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
     return value
 
 
