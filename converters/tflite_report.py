@@ -70,7 +70,9 @@ def _scope(name: str) -> str:
     litert-torch names tensors after the module path (class_attr components); keep the attribute names only.
     """
     first = name.split(";")[0]
-    parts = first.split("/")[1:]
+    parts = first.split("/")
+    # --nhwc wraps the model in litert-torch's ChannelLastIOWrapper (attribute `wrapped`): report the model's paths.
+    parts = parts[2:] if "ChannelLastIOWrapper" in parts[0] else parts[1:]
     return ".".join(p.rsplit(".", 1)[-1].partition("_")[2] or p for p in parts) or "(model)"
 
 
@@ -202,8 +204,9 @@ def saturated_biases(g: _Graph) -> list[dict[str, Any]]:
         bias = g.const_value(ins[2])
         n = int((np.abs(bias.astype(np.int64)) >= 2**31 - 1).sum()) if bias is not None else 0
         if n:
-            out.append({"index": int(op["index"]), "op": op["op_name"], "scope": _scope(g.tensors[op["outputs"][0]]["name"]),
-                        "saturated": n, "of": int(bias.size)})
+            scope = _scope(g.tensors[op["outputs"][0]]["name"])
+            out.append({"index": int(op["index"]), "op": op["op_name"], "scope": scope, "saturated": n,
+                        "of": int(bias.size)})
     return out
 
 

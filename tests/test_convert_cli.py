@@ -43,11 +43,13 @@ def tree_digest(folder: Path) -> str:
 
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory):
-    """levit_tiny -> executorch fp32 through the CLI with a labels file and --json."""
+    """An edge-sdk checkpoint of levit_tiny -> executorch fp32 through the CLI with a labels file and --json."""
+    from edge_sdk.models import create_model, save_weights
     root = tmp_path_factory.mktemp("cli")
     labels = root / "labels.txt"
     labels.write_text("\n".join(LABELS) + "\n")
-    result = run(MODEL, "--target", "executorch", "--labels", str(labels), "-o", str(root / "out"), "--json")
+    ckpt = save_weights(create_model(MODEL, num_classes=10), root / "weights.pt")
+    result = run(str(ckpt), "--target", "executorch", "--labels", str(labels), "-o", str(root / "out"), "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     return root, data
@@ -73,6 +75,7 @@ def test_manifest_contents(converted):
     assert m["sha256"] == sha256_file(bundle / "model.pte")
     assert m["model"]["name"] == MODEL and m["model"]["num_classes"] == 10
     assert m["model"]["params"] > 1000 and m["model"]["macs"] > 1000
+    assert m["model"]["checkpoint_sha256"] == sha256_file(root / "weights.pt")
     assert m["input"] == {**m["input"], "shape": [1, 3, 64, 64], "layout": "NCHW", "dtype": "float32",
                           "color": "RGB", "crop": 64, "resize": m["model"]["deploy"]["resize"],
                           "normalization_in_model": False, "quantization": None}

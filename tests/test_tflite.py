@@ -199,6 +199,20 @@ def test_rule_tables():
     assert R.nnapi_problems(g, op("BATCH_MATMUL", [2, 2], [2]), api=30)[0] == ["BATCH_MATMUL needs Android API 31"]
     assert R.nnapi_problems(g, op("CONV_2D", [6, 5], [6]))[1] == R.NNAPI_INT8_API  # signed int8 needs NNAPI 1.3
     assert R._scope("pkg.M/torch.nn.Sequential_body/pkg.Attn_m/pkg.ConvBN_q/torch.nn.Conv2d_conv;2") == "body.m.q.conv"
+    assert R._scope("litert_torch.ChannelLastIOWrapper/pkg.M_wrapped/pkg.Attn_m;3") == "m"
+
+
+def test_saturated_int8_bias_is_reported():
+    """An int32 bias at the int32 limit (tiny calibrated input range) makes the int8 op wrong: the report lists it."""
+    from edge_sdk.converters import tflite_report as R
+    g = FakeGraph({0: ([1, 1, 1, 8], np.int8), 1: ([4, 1, 1, 8], np.int8), 2: ([4], np.int32),
+                   3: ([1, 1, 1, 4], np.int8)}, constants={1, 2})
+    biases = {2: np.array([-2**31, 5, 2**31 - 1, 0], np.int32)}
+    g.const_value = biases.get
+    g.ops = [{"op_name": "CONV_2D", "inputs": np.array([0, 1, 2]), "outputs": np.array([3]), "index": 7}]
+    assert R.saturated_biases(g) == [{"index": 7, "op": "CONV_2D", "scope": "(model)", "saturated": 2, "of": 4}]
+    biases[2] = np.array([1, 2, 3, 4], np.int32)
+    assert R.saturated_biases(g) == []
 
 
 def test_nhwc_fp32_and_int8(nhwc, tmp):
@@ -208,7 +222,10 @@ def test_nhwc_fp32_and_int8(nhwc, tmp):
     assert inp["layout"] == "NHWC" and inp["shape"] == [1, nhwc.size, nhwc.size, 3]
     y = run_litert(path, nhwc.x, True)
     assert np.abs(y - nhwc.ref).max() <= 1e-4 * np.abs(nhwc.ref).max()
-    assert not [t for t in build_report(path)["transposes"] if t["where"] == "io"]  # no input TRANSPOSE
+    rep = build_report(path)
+    assert not [t for t in rep["transposes"] if t["where"] == "io"]  # no input TRANSPOSE
+    for scope in rep["transposes_by_module"]:  # module paths of the model, not of litert-torch's NHWC wrapper
+        nhwc.model.get_submodule(scope)
     path8 = nhwc.file("int8", tmp)
     inp8, _ = T.io_specs(path8, nhwc=True)
     assert inp8["dtype"] == "int8" and inp8["shape"] == [1, nhwc.size, nhwc.size, 3]

@@ -131,11 +131,18 @@ def _default_precision(target: str) -> str:
 
 
 def _delegation(report: dict) -> str:
+    """One cell per target: ExecuTorch delegation, Core ML Neural Engine readiness, TFLite delegate compatibility."""
     if "delegated_subgraphs" in report:
         outside = report.get("non_delegated") or {}
         extra = f", outside: {', '.join(f'{k} x{v}' for k, v in outside.items())}" if outside else ""
         return f"{report['delegated_subgraphs']} subgraph(s), {report.get('delegated_ops', 0)} ops{extra}"
-    return str(report.get("summary", ""))[:60]
+    if "ane_ready" in report:
+        s = report.get("summary") or {}
+        return f"ANE ready: {report['ane_ready']}, {s.get('ops', '?')} ops, {s.get('issues', '?')} issue(s)"
+    if "gpu_compatible" in report:
+        return (f"{report.get('ops', '?')} ops, GPU {report['gpu_compatible']}, NNAPI {report.get('nnapi_compatible')}"
+                f", {report.get('transpose_count', 0)} TRANSPOSE")
+    return ""
 
 
 def _print(results: list, as_json: bool) -> None:
