@@ -1,11 +1,11 @@
 """Test bundles for the runtime/predict/bench tests, built once per test session and shared by xdist workers.
 
-A tiny zoo model (levit_tiny, 64x64, 10 classes) with realistic (non-zero) weights is exported to ExecuTorch
-XNNPACK fp32 and LiteRT fp32 (NCHW and NHWC I/O). The cache folder is locked so two workers never build at once.
+A tiny zoo model (levit_tiny, 64x64, 10 classes) with realistic (non-zero) weights is converted by the converter
+pipeline to ExecuTorch XNNPACK fp32 and LiteRT fp32 (NCHW and NHWC I/O). The cache folder is locked so two workers
+never build at once.
 """
 from __future__ import annotations
 
-import copy
 import fcntl
 import json
 from pathlib import Path
@@ -26,55 +26,25 @@ def make_model():
     return fill_realistic_weights(create_model(MODEL, num_classes=CLASSES), seed=0)
 
 
-def _manifest(model, target: str, backend: str, file: str, layout: str) -> dict:
-    from edge_sdk.models import count_macs, count_params
-    d = model.deploy.to_dict()
-    s = d["input_size"]
-    shape = [1, 3, s, s] if layout == "NCHW" else [1, s, s, 3]
-    return {"model": {"name": MODEL, "family": model.family, "num_classes": CLASSES, "config": model.config_dict(),
-                      "params": count_params(model), "macs": count_macs(model), "checkpoint_sha256": None},
-            "target": target, "backend": backend, "precision": "fp32", "file": file,
-            "input": {"name": "x", "shape": shape, "layout": layout, "dtype": "float32", "color": "RGB",
-                      "scale": 1 / 255, "resize": d["resize"], "crop": s, "mean": d["mean"], "std": d["std"],
-                      "normalization_in_model": False, "quantization": None},
-            "output": {"name": "logits", "shape": [1, CLASSES], "dtype": "float32", "kind": "logits",
-                       "quantization": None},
-            "_labels": LABELS, "toolchain": {}, "report": {}, "parity": {"status": "not_run", "reason": "fixture"}}
-
-
-def _export(kind: str, model, tmp: Path) -> dict:
-    import torch
-    from edge_sdk.models import reparameterize_model
-    m = reparameterize_model(copy.deepcopy(model))
-    x = m.example_inputs(1)
-    if kind == "executorch":
-        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-        from executorch.exir import to_edge_transform_and_lower
-        ep = torch.export.export(m, x)
-        prog = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()]).to_executorch()
-        (tmp / "model.pte").write_bytes(prog.buffer)
-        return _manifest(model, "executorch", "xnnpack", "model.pte", "NCHW")
-    import litert_torch
-    if kind == "tflite":
-        litert_torch.convert(m, x).export(str(tmp / "model.tflite"))
-        return _manifest(model, "tflite", "litert", "model.tflite", "NCHW")
-    nhwc = litert_torch.to_channel_last_io(m, args=[0])
-    litert_torch.convert(nhwc, (x[0].permute(0, 2, 3, 1).contiguous(),)).export(str(tmp / "model.tflite"))
-    return _manifest(model, "tflite", "litert", "model.tflite", "NHWC")
-
-
 def build_bundles(cache: Path) -> dict[str, Path]:
-    """{kind: bundle path}, building whatever is missing under a file lock."""
-    from edge_sdk.bundle import write_bundle
+    """{kind: bundle path} converted by the real pipeline (with parity), building what is missing under a lock."""
+    from edge_sdk.converters.base import ConvertOptions
+    from edge_sdk.converters.pipeline import convert
     cache.mkdir(parents=True, exist_ok=True)
-    out = {k: cache / f"{MODEL}-{k}" for k in KINDS}
+    names = {"executorch": "executorch-xnnpack-fp32", "tflite": "tflite-litert-fp32",
+             "tflite_nhwc": "tflite-litert-fp32-nhwc"}
+    out = {k: cache / f"{MODEL}-{n}" for k, n in names.items()}
     with open(cache / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         missing = [k for k, p in out.items() if not (p / "manifest.json").is_file()]
         if missing:
             model = make_model()
+            model.name = MODEL
             for k in missing:
-                write_bundle(out[k], lambda tmp, k=k: _export(k, model, tmp))
+                target = "executorch" if k == "executorch" else "tflite"
+                res = convert(model, target, ConvertOptions(nhwc=k == "tflite_nhwc"), cache, labels=LABELS,
+                              show_progress=False)
+                assert res[0].bundle == out[k] and res[0].parity["status"] == "passed", res[0].parity
     return out
 
 

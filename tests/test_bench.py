@@ -102,7 +102,7 @@ def test_adb_benchmark_model(bundles, tmp_path, fake_adb):
     calls = _calls(fake_adb)
     assert all(c[:2] == ["-s", "PHONE1"] for c in calls)
     assert ["-s", "PHONE1", "push", str(bundles["tflite"] / "model.tflite"),
-            "/data/local/tmp/edge-sdk/levit_tiny-tflite.tflite"] in calls
+            "/data/local/tmp/edge-sdk/levit_tiny-tflite-litert-fp32.tflite"] in calls
     assert calls[1][2:] == ["push", str(tmp_path / "benchmark_model"), "/data/local/tmp/edge-sdk/benchmark_model"]
     runs = [c[3] for c in calls if c[2] == "shell" and "--graph=" in c[3]]
     assert len(runs) == 2 and "--num_threads=4" in runs[1]
