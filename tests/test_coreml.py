@@ -123,7 +123,10 @@ def test_every_precision_and_target(name: str, tmp_path: Path) -> None:
         assert ("class_label" in art.output_spec) == labels
     assert sizes["fp32"] > 1.6 * sizes["fp16"]
     for compressed in ("int8", "palette6", "palette4"):
-        assert sizes[compressed] < 0.85 * sizes["fp16"], (compressed, sizes)
+        # tiny models keep many weights under WEIGHT_THRESHOLD in fp16, so the gain is smaller than on zoo sizes
+        assert sizes[compressed] < 0.9 * sizes["fp16"], (compressed, sizes)
+    if name == "mobilevitv2_tiny":  # both palettes per-tensor (iOS16 / iOS17): fewer bits, smaller file
+        assert sizes["palette4"] < sizes["palette6"] < sizes["int8"], sizes
     assert reports["fp16"]["ane_ready"] is True
     assert reports["fp32"]["ane_ready"] is False
     assert reports["fp32"]["summary"]["issues_by_rule"] == {"fp32_program": 1}

@@ -49,7 +49,7 @@ def class_names(classes: int) -> list[str]:
 # ---- textures: float maps in [0, 1] on rotated pixel coordinates --------------------------------------------------
 
 def _texture(kind: str, size: int, rng: np.random.Generator) -> np.ndarray:
-    unit = 2.2 * size / 64.0  # periods of 7-13 px at 64x64: survive a stride-2 stem without aliasing
+    unit = 1.5 * size / 64.0  # periods of 7-13 px at 64x64: survive a stride-2 stem without aliasing
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     a = rng.uniform(0, np.pi)
     u = xx * np.cos(a) + yy * np.sin(a) + rng.uniform(0, 50)

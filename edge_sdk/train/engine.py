@@ -184,6 +184,8 @@ class Trainer:
         if self.r.distill == "none":
             raise UsageError("--teacher given but distill=none; add --set distill=hard (or soft)")
         t = load_teacher(self.job.teacher, self.job.teacher_checkpoint, len(self.classes))
+        if not Path(self.job.teacher).is_file() and self.job.teacher_checkpoint is None:
+            self.log(f"warning: teacher {self.job.teacher} has random weights (no --teacher-checkpoint)")
         if getattr(self.model, "has_dist_head", False):
             self.model.set_distilled_training(True)
         return TeacherAdapter(t, self.deploy, t.deploy).to(self.device)
@@ -331,12 +333,22 @@ class Trainer:
                     self._train_step(batch, stats)
                 self.step_in_epoch += 1
                 advance(stats)
+                self._log_step(stats)
                 gstep = self.epoch * self.steps_per_epoch + self.step_in_epoch
                 if self.job.max_steps and gstep >= self.job.max_steps and self.step_in_epoch < self.steps_per_epoch:
                     return self._finish_stats(stats, t0), True
                 if self.r.save_every_steps and gstep % self.r.save_every_steps == 0:
                     self.save("last.pt", {})
         return self._finish_stats(stats, t0), False
+
+    def _log_step(self, stats: dict[str, float]) -> None:
+        """Plain step lines when there is no progress bar (cluster logs, --no-progress)."""
+        every = self.r.log_every_steps
+        if self.job.show_progress or not every or self.step_in_epoch % every or not stats["n"]:
+            return
+        gstep = self.epoch * self.steps_per_epoch + self.step_in_epoch
+        self.log(f"  epoch {self.epoch + 1} step {self.step_in_epoch}/{self.steps_per_epoch}  "
+                 f"loss {stats['loss'] / stats['n']:.4f}  lr {self.schedule(gstep - 1):.3g}")
 
     def _finish_stats(self, stats: dict[str, float], t0: float) -> dict[str, float]:
         loss, correct, n, skipped = dist.all_reduce_sum([stats[k] for k in ("loss", "correct", "n", "skipped")],
