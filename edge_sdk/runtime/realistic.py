@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 
-def fill_realistic_weights(model, seed: int = 0, passes: int = 3, batch: int = 4):  # noqa: ANN001, ANN201
+def fill_realistic_weights(model, seed: int = 0, passes: int = 3, batch: int = 4, gain: float = 0.5):  # noqa: ANN001, ANN201,E501
     """In place: non-zero weights, BN stats from synthetic images; returns the model in eval mode."""
     import torch
     from torch import nn
@@ -19,7 +19,7 @@ def fill_realistic_weights(model, seed: int = 0, passes: int = 3, batch: int = 4
     with torch.no_grad():
         for name, p in model.named_parameters():
             fan_in = max(1, p[0].numel()) if p.dim() > 1 else 1
-            std = 1.0 / np.sqrt(fan_in) if p.dim() > 1 else 0.1
+            std = gain / np.sqrt(fan_in) if p.dim() > 1 else 0.1
             noise = torch.randn(p.shape, generator=gen) * std
             if p.dim() == 1 and name.endswith("weight"):  # norm gammas: around 1, never 0
                 noise = 1.0 + noise.clamp(-0.5, 0.5)
