@@ -326,6 +326,9 @@ def convert(model: str | Path | nn.Module, target: str, opts: ConvertOptions, ou
         src.labels = resolve_labels(src.model, labels)
         deploy_model = _reparameterize(src.model)
     src = replace(src, model=deploy_model)
+    if labels is not None or getattr(deploy_model.deploy, "labels", None):
+        # Known labels (not the generic class_i) go into targets that embed them (Core ML classifier).
+        jobs = [(t, replace(o, labels=tuple(src.labels))) for t, o in jobs]
     dests = [Path(out_dir) / bundle_name(src.name, t.name, o.backend or t.backends[0], o.precision, o.nhwc)
              for t, o in jobs]
     _check_destinations(dests, force)

@@ -29,8 +29,8 @@ import numpy as np
 from edge_sdk.errors import EdgeError, UsageError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from overlay import annotate, display_size  # noqa: E402
-from sources import FrameSource, open_source  # noqa: E402
+from camera_overlay import annotate, display_size  # noqa: E402
+from camera_sources import FrameSource, open_source  # noqa: E402
 
 WINDOW = "edge-sdk camera demo"
 FPS_WINDOW = 30  # frames in the moving FPS average

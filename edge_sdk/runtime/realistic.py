@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 
-def fill_realistic_weights(model, seed: int = 0, passes: int = 3, batch: int = 4, gain: float = 0.5):  # noqa: ANN001, ANN201,E501
+def fill_realistic_weights(model, seed: int = 0, passes: int = 3, batch: int = 4, gain: float = 1.0):  # noqa: ANN001, ANN201,E501
     """In place: non-zero weights, BN stats from synthetic images; returns the model in eval mode."""
     import torch
     from torch import nn
