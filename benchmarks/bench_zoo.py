@@ -128,7 +128,7 @@ def markdown(results: list[dict], peaks: dict[int, float], machine: dict, budget
             continue
         e = eager.get((r["model"], r["threads"]))
         speed = f"{e / r['mean_ms']:.1f}x" if e and r.get("runtime") != "pytorch-eager" else ""
-        eff = efficiency(r, peaks)
+        eff = r.get("efficiency_pct", efficiency(r, peaks))
         lines.append(f"| {r['model']} | {r['macs'] / 1e9:.2f} | {r['runtime']} | {r['threads']} | "
                      f"{r['p50_ms']:.2f} | {r['p90_ms']:.2f} | {r['mean_ms']:.2f} | {r.get('gmacs_per_s', 0):.1f} | "
                      f"{'' if eff is None else f'{eff:.0f}%'} | {speed} | "
@@ -192,7 +192,7 @@ def main() -> int:
     for t in threads:
         peaks[t] = measure_peak(args.work, t)["gmacs_per_s"]
         log(f"peak {t} thread(s): {peaks[t]:.1f} GMAC/s")
-    results: list[dict] = []
+    results: list[dict] = _kept_rows(args.out / "zoo.json", names)  # earlier runs' other models stay
     machine = bench.machine_info()
     for name in names:
         log(f"{name}: converting")
@@ -208,6 +208,13 @@ def main() -> int:
         _write(args.out, results, peaks, machine, args, runs, warmup)  # partial results survive interruption
     log(f"wrote {args.out}/zoo.json, zoo.md, zoo.png")
     return 0
+
+
+def _kept_rows(path: Path, names: list[str]) -> list[dict]:
+    """Rows of models this run does not re-measure (each keeps the efficiency computed against its run's peak)."""
+    if not path.exists():
+        return []
+    return [r for r in json.loads(path.read_text())["results"] if r.get("model") not in names]
 
 
 def _write(out: Path, results: list[dict], peaks: dict, machine: dict, args, runs: int, warmup: int) -> None:  # noqa: ANN001

@@ -25,6 +25,42 @@ def make_divisible(v: float, divisor: int = 8, min_value: int | None = None) -> 
     return new_v
 
 
+# --------------------------------------------------------------------------- TRANSPOSE-free attention helpers
+# TFLite (litert-torch) runs convs NHWC: a conv output (B, C, H, W) is stored as (B, H, W, C). Reading it as
+# channels-last tokens, `permute(0, 2, 3, 1).reshape(B, H*W, C)`, is therefore a no-op in the .tflite, while any
+# reshape that splits C (e.g. to (B*heads, d, N)) needs the NCHW order and costs a layout TRANSPOSE on each side.
+# So attention takes heads as channel SLICES of the token matrix (a SLICE on the innermost axis), transposes k only
+# as the `bmm` operand (BATCH_MATMUL adj_y, no TRANSPOSE op), concatenates the heads on the channel axis and turns
+# the tokens back with the inverse permute (again a no-op). docs/tflite.md, "TRANSPOSE".
+MAX_CAT = 5  # XNNPACK delegates `cat` of 2..5 tensors only
+
+
+def to_tokens(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> channels-last tokens (B, H*W, C); free in TFLite's NHWC layout."""
+    b, c, h, w = x.shape
+    return x.permute(0, 2, 3, 1).reshape(b, h * w, c)
+
+
+def from_tokens(t: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """(B, H*W, C) -> (B, C, H, W); the inverse of `to_tokens`, free in TFLite's NHWC layout."""
+    b, _, c = t.shape
+    return t.reshape(b, h, w, c).permute(0, 3, 1, 2)
+
+
+def head_slices(t: torch.Tensor, heads: int) -> list[torch.Tensor]:
+    """(B, N, heads*d) -> heads x (B, N, d): contiguous channel slices (SLICE on the innermost axis)."""
+    d = t.shape[-1] // heads
+    return [t[:, :, i * d:(i + 1) * d] for i in range(heads)]
+
+
+def cat_channels(ts: list[torch.Tensor]) -> torch.Tensor:
+    """Concatenate on the last dim in a tree of at most MAX_CAT inputs per `cat` (all of them XNNPACK-delegated)."""
+    while len(ts) > 1:
+        ts = [torch.cat(ts[i:i + MAX_CAT], dim=-1) if len(ts[i:i + MAX_CAT]) > 1 else ts[i]
+              for i in range(0, len(ts), MAX_CAT)]
+    return ts[0]
+
+
 class ConvBN(nn.Module):
     """Conv2d (no bias) -> BatchNorm2d -> activation; `reparameterize()` folds BN into the conv.
 
@@ -223,10 +259,13 @@ class ReLULinearAttention(nn.Module):
     out_i = sum_j v_j (k_j . q_i) / (sum_j k_j . q_i + eps), with q = ReLU(q-proj), k = ReLU(k-proj), computed
     as (V K^T) Q / ((K 1)^T Q): the (N, N) score matrix is never formed. Both token sums are written as means
     (the 1/N cancels in the ratio; `eps` is relative to the mean): `mean` is delegated where `sum` was not
-    (rule 4) and means keep fp16 (Core ML) in range at high token counts. q/k/v are separate 1x1 ConvBN (rule 4);
-    heads are folded into the batch dim, e.g. q is (B*heads, key_dim, N), so products are 3-D `bmm` (a 4-D matmul
-    becomes expand_copy + bmm and XNNPACK does not delegate expand_copy). The k mean is taken on the 4-D map
-    (XNNPACK delegates `mean` only over dims (2, 3) of a 4-D tensor with keepdim).
+    (rule 4) and means keep fp16 (Core ML) in range at high token counts. q/k/v are separate 1x1 ConvBN (rule 4).
+
+    Layout (TRANSPOSE-free in TFLite, fully delegated in XNNPACK): q/k/v are channels-last tokens (B, N, heads*d)
+    and each head a channel slice, so the products are rank-3 `bmm` per head. The denominator stays 4-D: the k mean
+    over dims (2, 3) (the only `mean` XNNPACK delegates), times q, summed over each head's channels by a fixed
+    block-of-ones 1x1 conv (`head_sum`, a buffer: not a parameter) -> (B, heads, H, W), read as tokens. Taking the
+    (B, C, 1, 1) mean as tokens directly would need one TRANSPOSE in TFLite.
     """
 
     def __init__(self, dim: int, heads: int, key_dim: int, out_dim: int | None = None, eps: float = 1e-4,
@@ -238,15 +277,18 @@ class ReLULinearAttention(nn.Module):
         self.k = ConvBN(dim, inner, 1, act=nn.ReLU)
         self.v = ConvBN(dim, inner, 1, act=None)
         self.proj = ConvBN(inner, out_dim or dim, 1, act=None, bn_weight_init=out_bn_init)
+        # (heads, heads*d, 1, 1): output channel i sums input channels of head i. Persistent: coremltools 9 looks
+        # up every buffer of the exported program in its state dict.
+        self.register_buffer("head_sum", torch.eye(heads).repeat_interleave(key_dim, dim=1)[:, :, None, None])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, _, h, w = x.shape
-        shape = (b * self.heads, self.key_dim, h * w)  # heads folded into batch: plain 3-D bmm, no expand_copy
-        q, k4, v = self.q(x), self.k(x), self.v(x)  # (B, heads*d, H, W)
-        q, k, v = q.reshape(shape), k4.reshape(shape), v.reshape(shape)  # (B*heads, d, N)
-        kv = torch.bmm(v, k.transpose(1, 2)) * (1.0 / (h * w))  # (B*heads, d_v, d_k): mean_j v_j k_j^T
-        num = torch.bmm(kv, q)  # (B*heads, d_v, N)
-        k_mean = k4.mean(dim=(2, 3), keepdim=True).reshape(b * self.heads, self.key_dim, 1)  # 4-D spatial mean
-        den = torch.bmm(k_mean.transpose(1, 2), q) + self.eps  # (B*heads, 1, N)
-        out = num / den  # (B*heads, d_v, N)
-        return self.proj(out.reshape(b, self.heads * self.key_dim, h, w))
+        _, _, h, w = x.shape
+        q4, k4 = self.q(x), self.k(x)  # (B, heads*d, H, W), >= 0
+        k_mean = k4.mean(dim=(2, 3), keepdim=True)  # (B, heads*d, 1, 1): 4-D spatial mean
+        den = head_slices(to_tokens(nn.functional.conv2d(q4 * k_mean, self.head_sum)), self.heads)  # (B, N, 1)
+        q, k, v = (head_slices(to_tokens(t), self.heads) for t in (q4, k4, self.v(x)))  # heads x (B, N, d)
+        outs = []
+        for i in range(self.heads):
+            kv = torch.bmm(k[i].transpose(1, 2), v[i]) * (1.0 / (h * w))  # (B, d_k, d_v): mean_j k_j v_j^T
+            outs.append(torch.bmm(q[i], kv) / (den[i] + self.eps))  # (B, N, d_v)
+        return self.proj(from_tokens(cat_channels(outs), h, w))

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from .base import DeployConfig, EdgeModel
-from .layers import ConvBN, Residual
+from .layers import ConvBN, Residual, cat_channels, from_tokens, head_slices, to_tokens
 from .registry import ModelEntry, register
 
 
@@ -68,9 +68,10 @@ class LeViTAttention(nn.Module):
     q, k, v are separate 1x1 ConvBN (rule 4). `stride=2` makes it the paper's shrink attention: the q projection
     is a stride-2 1x1 conv, which equals subsampling the input on the strided grid and then projecting (no
     unfold, no strided slice), so the output has half the resolution and `out_dim` channels.
-    Heads are folded into the batch dim: q is (B*heads, key_dim, N), so the products are plain 3-D `bmm` (a 4-D
-    `matmul` decomposes into expand_copy + bmm, and XNNPACK does not delegate expand_copy); only the bias add and
-    softmax see the 4-D view (B, heads, Nq, Nk). Never rank 5.
+    q/k/v are read as channels-last tokens (B, N, heads*d) and each head is a channel slice, so the TFLite file has
+    no TRANSPOSE (a reshape that splits C into (heads, d) costs one on each side in NHWC; `layers.to_tokens`). The
+    products are rank-3 `bmm` per head (a 4-D `matmul` decomposes into expand_copy, which XNNPACK does not
+    delegate) and the softmax runs on a rank-3 (B, Nq, Nk) tensor. Never rank 5.
     """
 
     def __init__(self, dim: int, out_dim: int, key_dim: int, heads: int, attn_ratio: float, resolution: int,
@@ -88,23 +89,21 @@ class LeViTAttention(nn.Module):
         self.register_buffer("cached_bias", None)  # (1, heads, Nq, Nk) after reparameterize()
 
     def attention_bias(self) -> torch.Tensor:
-        """(1, heads, Nq, Nk): the cached constant after `reparameterize()`, else gathered from the table."""
+        """(heads, Nq, Nk): the cached constant after `reparameterize()`, else gathered from the table."""
         if self.cached_bias is not None:
-            return self.cached_bias
-        return self.bias_table[:, self.bias_idx].unsqueeze(0)
+            return self.cached_bias.reshape(self.cached_bias.shape[1:])  # the buffer is (1, heads, Nq, Nk)
+        return self.bias_table[:, self.bias_idx]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, _, h, w = x.shape
-        q = self.q(x)  # (B, heads*kd, h', w')
-        ho, wo = q.shape[2], q.shape[3]
-        q = q.reshape(b * self.heads, self.key_dim, ho * wo)  # (B*heads, kd, Nq): heads folded into batch
-        k = self.k(x).reshape(b * self.heads, self.key_dim, h * w)  # (B*heads, kd, Nk)
-        v = self.v(x).reshape(b * self.heads, self.val_dim, h * w)  # (B*heads, dv, Nk)
-        attn = torch.bmm(q.transpose(1, 2), k) * self.scale  # (B*heads, Nq, Nk)
-        attn = attn.reshape(b, self.heads, ho * wo, h * w) + self.attention_bias()  # (B, heads, Nq, Nk)
-        attn = attn.softmax(dim=-1).reshape(b * self.heads, ho * wo, h * w)
-        out = torch.bmm(v, attn.transpose(1, 2))  # (B*heads, dv, Nq)
-        return self.proj(out.reshape(b, self.heads * self.val_dim, ho, wo))
+        q4 = self.q(x)  # (B, heads*kd, h', w')
+        ho, wo = q4.shape[2], q4.shape[3]
+        q, k, v = (head_slices(to_tokens(t), self.heads) for t in (q4, self.k(x), self.v(x)))  # heads x (B, N, d)
+        bias = self.attention_bias()
+        outs = []
+        for i in range(self.heads):
+            attn = torch.bmm(q[i], k[i].transpose(1, 2)) * self.scale + bias[i:i + 1]  # (B, Nq, Nk)
+            outs.append(torch.bmm(attn.softmax(dim=-1), v[i]))  # (B, Nq, dv)
+        return self.proj(from_tokens(cat_channels(outs), ho, wo))  # (B, heads*dv, h', w') -> (B, out, h', w')
 
     @torch.no_grad()
     def reparameterize(self) -> None:
