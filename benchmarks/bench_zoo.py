@@ -75,27 +75,32 @@ def measure_peak(work: Path, threads: int) -> dict:
 
 # ---- conversions --------------------------------------------------------------------------------------------------
 
-def convert_variants(name: str, work: Path, log) -> dict[str, Path]:  # noqa: ANN001
-    """The four bundles of one model, with realistic weights; reuses bundles converted earlier."""
+def convert_worker(name: str, target: str, precision: str, work: str) -> None:
+    """Child process: one conversion (a native crash in a runtime's parity check must not kill the benchmark)."""
     from edge_sdk.converters.base import ConvertOptions
-    from edge_sdk.converters.pipeline import bundle_name, convert
+    from edge_sdk.converters.pipeline import convert
     from edge_sdk.models import create_model
     from edge_sdk.runtime.realistic import fill_realistic_weights
-    model = None
+    model = fill_realistic_weights(create_model(name), seed=0)
+    model.name = name
+    convert(model, target, ConvertOptions(precision=precision), Path(work), force=True, show_progress=False)
+
+
+def convert_variants(name: str, work: Path, log) -> dict[str, Path]:  # noqa: ANN001
+    """The four bundles of one model, with realistic weights; reuses bundles converted earlier."""
+    from edge_sdk.converters.pipeline import bundle_name
     out = {}
     for label, target, precision, fallback in VARIANTS:
         for prec in [precision] + ([fallback] if fallback else []):
             backend = "xnnpack" if target == "executorch" else "litert"
             dest = work / bundle_name(name, target, backend, prec)
             if not (dest / "manifest.json").exists():
-                if model is None:
-                    model = fill_realistic_weights(create_model(name), seed=0)
-                    model.name = name
                 t0 = time.time()
-                try:
-                    convert(model, target, ConvertOptions(precision=prec), work, force=True, show_progress=False)
-                except Exception as exc:  # noqa: BLE001 - record and try the fallback / next variant
-                    log(f"  convert {name} {target} {prec} FAILED: {str(exc).splitlines()[0][:200]}")
+                proc = subprocess.run([sys.executable, __file__, "--convert-worker", name, target, prec, str(work)],
+                                      capture_output=True, text=True, timeout=3600)
+                if proc.returncode != 0 or not (dest / "manifest.json").exists():
+                    why = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1][:200]
+                    log(f"  convert {name} {target} {prec} FAILED (exit {proc.returncode}): {why}")
                     continue
                 log(f"  converted {dest.name} in {time.time() - t0:.0f} s")
             out[f"{label}" if prec == precision else f"litert-{prec}"] = dest
@@ -173,7 +178,11 @@ def main() -> int:
     ap.add_argument("--work", type=Path, default=ROOT / ".work", help="Converted bundles (reused between runs).")
     ap.add_argument("--out", type=Path, default=ROOT / "results")
     ap.add_argument("--peak-worker", nargs=2, help=argparse.SUPPRESS)
+    ap.add_argument("--convert-worker", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.convert_worker:
+        convert_worker(*args.convert_worker)
+        return 0
     if args.peak_worker:
         peak_worker(args.peak_worker[0], int(args.peak_worker[1]))
         return 0

@@ -138,6 +138,8 @@ def compare(ref: np.ndarray, out: np.ndarray, margin: float = MARGIN) -> dict[st
     if ref.shape != out.shape:
         raise EdgeError(f"output shape {tuple(out.shape)} differs from the reference {tuple(ref.shape)}")
     ref64, out64 = ref.astype(np.float64), out.astype(np.float64)
+    nonfinite = {"nonfinite_reference": int((~np.isfinite(ref64)).sum()),
+                 "nonfinite_output": int((~np.isfinite(out64)).sum())}
     err = float(np.abs(ref64 - out64).max())
     scale = float(np.abs(ref64).max()) or 1.0
     cos = (ref64 * out64).sum(1) / (np.linalg.norm(ref64, axis=1) * np.linalg.norm(out64, axis=1) + 1e-30)
@@ -149,13 +151,20 @@ def compare(ref: np.ndarray, out: np.ndarray, margin: float = MARGIN) -> dict[st
             "cosine_min": float(cos.min()), "cosine_mean": float(cos.mean()),
             "top1_agreement": float(agree.mean()),
             "decisive": int(decisive.sum()),
-            "top1_agreement_decisive": float(agree[decisive].mean()) if decisive.any() else None}
+            "top1_agreement_decisive": float(agree[decisive].mean()) if decisive.any() else None, **nonfinite}
 
 
 def verdict(precision: str, images: dict[str, Any], random: dict[str, Any],
             thresholds: Mapping[str, float]) -> list[str]:
     """Human-readable reasons the metrics miss the thresholds (empty list: passed)."""
     fails = []
+    for name, m in (("images", images), ("random", random)):
+        # NaN compares false with every threshold, so non-finite values must fail explicitly.
+        if m.get("nonfinite_reference"):
+            fails.append(f"{name}: the PyTorch reference has {m['nonfinite_reference']} non-finite logits "
+                         "(weights overflow: parity is meaningless)")
+        if m.get("nonfinite_output"):
+            fails.append(f"{name}: the converted model produced {m['nonfinite_output']} non-finite logits")
     if "max_abs_ratio" in thresholds:
         for name, m in (("images", images), ("random", random)):
             if m["max_abs_ratio"] > thresholds["max_abs_ratio"]:

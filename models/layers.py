@@ -222,7 +222,9 @@ class PatchGrid(nn.Module):
     DEPTHWISE_CONV_2D in TFLite), then a rank-4 view. The one-hot weight is a buffer, not a parameter: no optimizer
     touches it and it is not counted. Multiplying by exactly 1.0 and adding exact zeros keeps it bit-exact.
 
-    `from_patches` is the exact inverse (depth-to-space) as two rank-4 transposes. Not the mirror-image grouped
+    `from_patches` is the exact inverse (depth-to-space) as two rank-4 transposes. Both are written on
+    channels-last views, so TFLite (NHWC) pays only the real data moves (1 TRANSPOSE in, 2 out) and no layout
+    round trip (docs/tflite.md, "TRANSPOSE"). Not the mirror-image grouped
     `conv_transpose2d`: litert-torch splits a grouped transposed conv into one SLICE + TRANSPOSE_CONV per channel
     (48 of each in a 16-channel tiny model), and `pixel_shuffle` decomposes through a rank-6 permute (rule 1).
     """
@@ -238,16 +240,21 @@ class PatchGrid(nn.Module):
         b, c, h, w = x.shape
         if h % self.patch or w % self.patch:
             raise ValueError(f"feature map {h}x{w} is not divisible into {self.patch}x{self.patch} patches")
+        p2 = self.patch * self.patch
         y = nn.functional.conv2d(x, self.weight, stride=self.patch, groups=c)  # (B, C*P, H/p, W/p), c-major
         gh, gw = h // self.patch, w // self.patch
-        return y.reshape(b, c, self.patch * self.patch, gh * gw), (gh, gw)  # (B, C, P, N)
+        # Written on channels-last views (free in TFLite's NHWC): the one real move is (N, C, P) -> (P, N, C).
+        t = y.permute(0, 2, 3, 1).reshape(b, gh * gw, c, p2).permute(0, 3, 1, 2)  # (B, P, N, C)
+        return t.permute(0, 3, 1, 2), (gh, gw)  # (B, C, P, N)
 
     def from_patches(self, x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
         b, c, _, _ = x.shape
         (gh, gw), p = grid, self.patch
-        y = x.reshape(b * c * p, p, gh, gw)  # (B*C*i, j, gh, gw): P splits into row i, column j
-        y = y.permute(0, 2, 3, 1).reshape(b * c, p, gh, gw * p)  # (B*C, i, gh, W): W = gw*p + j
-        return y.permute(0, 2, 1, 3).reshape(b, c, gh * p, gw * p)  # (B, C, H, W): H = gh*p + i
+        # Channels-last (free in TFLite's NHWC): P = (i, j) -> [i][j][gh][gw][C], target [gh][i][gw][j][C].
+        t = x.permute(0, 2, 3, 1).reshape(b * p, p, gh * gw, c)  # (B*i, j, N, C)
+        t = t.permute(0, 2, 1, 3).reshape(b, p, gh, gw * p * c)  # (B, i, gh, gw*j*C)
+        t = t.permute(0, 2, 1, 3).reshape(b, gh * p, gw * p, c)  # (B, H, W, C): H = gh*p + i, W = gw*p + j
+        return t.permute(0, 3, 1, 2)  # (B, C, H, W)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.to_patches(x)[0]

@@ -7,7 +7,8 @@ patches, SiLU, FFN = 2 x dim), but:
   tensor stays rank 4, laid out (B, C, P, N) (rule 1; Core ML cannot convert the reference unfold);
 - the transformer runs as 1x1 convs on (B, C, P, N) with BatchNorm instead of LayerNorm (rule 2). BN has the same
   2*dim parameters as LN and, being a pre-norm in front of 1x1 convs, folds into them at deploy time;
-- separate q/k/v 1x1 convs instead of one qkv projection plus split (rule 4), heads folded into the batch dim.
+- separate q/k/v 1x1 convs instead of one qkv projection plus split (rule 4); heads are channel slices of
+  channels-last tokens, so the attention has no TRANSPOSE in TFLite (docs/tflite.md).
 """
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ import torch
 from torch import nn
 
 from .base import DeployConfig, EdgeModel
-from .layers import ClassifierHead, ConvBN, InvertedResidual, PatchGrid, Residual, fold_bn_into_next_conv
+from .layers import (ClassifierHead, ConvBN, InvertedResidual, PatchGrid, Residual, cat_channels,
+                     fold_bn_into_next_conv, head_slices)
 from .registry import ModelEntry, register
 
 OUTPUT_STRIDE = 32
@@ -52,8 +54,11 @@ def check_input_size(size: int, patch: int) -> None:
 class Attention(nn.Module):
     """Pre-norm multi-head softmax attention over the N patches, one sequence per patch position P.
 
-    Input/output (B, d, P, N). Heads and patch positions are folded into the batch dim, so the largest tensor is
-    the rank-3 score map (B*heads*P, N, N).
+    Input/output (B, d, P, N). Patch positions are folded into the batch dim and q/k/v read as channels-last
+    tokens (B*P, N, d) with each head a channel slice (`layers.to_tokens`): in TFLite's NHWC layout that view is
+    free, so the attention itself has no TRANSPOSE (splitting C into (heads, dh) by a reshape cost 4 per layer).
+    Products are rank-3 `bmm` per head (a rank-4 matmul becomes expand_copy, which XNNPACK does not delegate); the
+    largest tensor is the rank-3 score map (B*P, N, N).
     """
 
     transformer_init = True  # `init_weights`: trunc-normal(0.02) like the paper's Linear layers
@@ -71,16 +76,11 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, d, p, n = x.shape
         y = self.norm(x)
-        heads = (b * self.num_heads, self.head_dim, p, n)
-        seqs = b * self.num_heads * p  # one sequence per (batch, head, patch position)
-        # Explicit rank-3 bmm: a rank-4 matmul decomposes into expand_copy + bmm, and XNNPACK leaves the expands
-        # out of the delegate (several subgraphs instead of one).
-        q = self.q(y).reshape(heads).permute(0, 2, 3, 1).reshape(seqs, n, self.head_dim)  # (B*h*P, N, dh)
-        k = self.k(y).reshape(heads).permute(0, 2, 1, 3).reshape(seqs, self.head_dim, n)  # (B*h*P, dh, N)
-        v = self.v(y).reshape(heads).permute(0, 2, 3, 1).reshape(seqs, n, self.head_dim)  # (B*h*P, N, dh)
-        attn = torch.softmax(torch.bmm(q * self.scale, k), dim=-1)  # (B*h*P, N, N)
-        out = torch.bmm(attn, v).reshape(b * self.num_heads, p, n, self.head_dim)  # (B*h, P, N, dh)
-        out = out.permute(0, 3, 1, 2).reshape(b, d, p, n)  # (B, d, P, N)
+        seqs = lambda t: t.permute(0, 2, 3, 1).reshape(b * p, n, d)  # (B*P, N, d): one sequence per P
+        q, k, v = (head_slices(seqs(conv(y)), self.num_heads) for conv in (self.q, self.k, self.v))
+        outs = [torch.bmm(torch.softmax(torch.bmm(qi * self.scale, ki.transpose(1, 2)), dim=-1), vi)
+                for qi, ki, vi in zip(q, k, v)]  # heads x (B*P, N, dh)
+        out = cat_channels(outs).reshape(b, p, n, d).permute(0, 3, 1, 2)  # (B, d, P, N)
         return self.proj(out)
 
     @torch.no_grad()
@@ -113,26 +113,30 @@ class ConvFFN(nn.Module):
 
 
 class PatchMixer(nn.Module):
-    """The shared global half of MobileViT v1/v2 blocks: x (B, C, H, W) -> 1x1 conv to d -> patches (B, d, P, N)
-    -> transformer layers -> back to (B, d, H, W) -> final norm -> 1x1 ConvBN projection to C.
+    """The shared global half of MobileViT v1/v2 blocks: x (B, C, H, W) -> patches (B, C, P, N) -> 1x1 conv to d
+    -> transformer layers -> final norm -> 1x1 ConvBN projection to C -> back to (B, C, H, W).
 
-    The final norm (LN/GN in the papers) is applied after depth-to-space: BN statistics over (B, P, N) and over
-    (B, H, W) are the same set of values, so this is the same function, and it puts BN directly in front of the
-    projection conv, into which it folds at deploy time.
+    The paper's order is conv_in -> unfold -> ... -> fold -> proj; all of conv_in, the final norm (LN/GN in the
+    papers, BN here: statistics over (B, P, N) and (B, H, W) are the same set of values) and proj are per-pixel,
+    so applying them on the patch side is the same function. BN sits directly in front of the projection conv,
+    into which it folds at deploy time.
     """
 
     def __init__(self, in_ch: int, dim: int, layers: nn.Module, patch: int, proj_act: type[nn.Module] | None) -> None:
         super().__init__()
         self.conv_in = nn.Conv2d(in_ch, dim, 1, bias=False)
-        self.grid = PatchGrid(dim, patch)
+        self.grid = PatchGrid(in_ch, patch)  # regroups the block's input (C channels), before conv_in
         self.layers = layers
         self.norm: nn.Module = nn.BatchNorm2d(dim)
         self.proj = ConvBN(dim, in_ch, 1, act=proj_act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        tokens, grid = self.grid.to_patches(self.conv_in(x))  # (B, d, P, N)
-        y = self.grid.from_patches(self.layers(tokens), grid)  # (B, d, H, W)
-        return self.proj(self.norm(y))  # (B, C, H, W)
+        # conv_in, norm and proj are pointwise, so they commute with the patch regrouping; running them on the
+        # patch side makes the transformer's input and output conv outputs, which keeps TFLite's residual stream
+        # NHWC (regrouping first, then conv_in, removed 4 layout TRANSPOSEs per transformer layer).
+        tokens, grid = self.grid.to_patches(x)  # (B, C, P, N)
+        y = self.layers(self.conv_in(tokens))  # (B, d, P, N)
+        return self.grid.from_patches(self.proj(self.norm(y)), grid)  # (B, C, P, N) -> (B, C, H, W)
 
     @torch.no_grad()
     def reparameterize(self) -> None:

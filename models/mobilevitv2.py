@@ -5,7 +5,8 @@ Same layers and parameter count as the paper's width-multiplier family 0.5 ... 2
 base channels 32/64/128/256/384/512 x width, attention dims 128/192/256 x width, 2/4/3 attention blocks, FFN 2x),
 with these edge changes:
 - separable self-attention with SEPARATE q (1 channel), k, v 1x1 convs instead of one (1 + 2d) projection and a split,
-  and the context sum written as `mean(dim=-1) * N` (rule 4: XNNPACK delegates neither split nor sum);
+  and the softmax/context sum written with (1, N) max/avg pooling (rule 4: XNNPACK delegates neither split nor sum;
+  pooling keeps the attention free of TFLite TRANSPOSEs, docs/tflite.md);
 - ReLU(v) * context broadcasts by plain multiplication, no `expand_as` (rule 4: litert-torch mishandled it);
 - BatchNorm instead of GroupNorm(1, d) (rule 2: XNNPACK does not delegate group_norm); every BN folds away at deploy;
 - patches regrouped by the same `layers.PatchGrid` as MobileViT v1 (rule 1: rank <= 4, no unfold).
@@ -66,15 +67,16 @@ class SeparableAttention(nn.Module):
         self.proj = nn.Conv2d(dim, dim, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, d, p, n = x.shape
+        n = x.shape[3]
         y = self.norm(x)
-        # Softmax on a rank-3 view: ExecuTorch's XNNPACK delegate ran a 4-D softmax(dim=-1) of this conv output in
-        # its channels-last layout, i.e. over the single channel (all ones; measured, 1e0 error vs 3e-8 this way).
-        scores = torch.softmax(self.q(y).reshape(b, p, n), dim=-1).reshape(b, 1, p, n)  # (B, 1, P, N)
-        # Sum over N as a mean over dims (2, 3) of a (B, d*P, 1, N) view, times N: XNNPACK delegates `mean` only
-        # over the spatial dims of a 4-D tensor (a mean over dim -1 alone split the .pte into 4 subgraphs).
-        weighted = (self.k(y) * scores).reshape(b, d * p, 1, n)  # (B, d*P, 1, N)
-        context = weighted.mean(dim=(2, 3), keepdim=True).reshape(b, d, p, 1) * n  # (B, d, P, 1)
+        # Softmax over N written with row pooling, no reshape: exp(s - rowmax) / rowmean(...) and the context
+        # mean_j(k_j e_j) / mean_j(e_j) (= sum_j k_j softmax_j; the 1/N cancels). (1, N) max/avg pools are NHWC
+        # kernels in TFLite (the reshape form cost 5 TRANSPOSEs per layer) and XNNPACK delegates both (it runs a
+        # 4-D softmax(dim=-1) of a conv output wrongly, and `mean` only over dims (2, 3)).
+        row = (1, n)  # one pooling window per patch position P; stride given explicitly (coremltools needs it)
+        s = self.q(y)  # (B, 1, P, N)
+        e = torch.exp(s - nn.functional.max_pool2d(s, row, row))  # (B, 1, P, N), <= 1: fp16-safe
+        context = nn.functional.avg_pool2d(self.k(y) * e, row, row) / nn.functional.avg_pool2d(e, row, row)  # (B,d,P,1)
         return self.proj(torch.relu(self.v(y)) * context)  # (B, d, P, N) * (B, d, P, 1)
 
     @torch.no_grad()

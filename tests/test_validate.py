@@ -144,3 +144,15 @@ def test_reference_roundtrip(tmp_path):
     (tmp_path / "bad.npz").write_bytes(b"nope")
     with pytest.raises(Exception, match="not a valid reference set"):
         parity.ReferenceSet.load(tmp_path / "bad.npz")
+
+
+def test_non_finite_outputs_fail_parity():
+    ref = np.array([[1.0, 2.0, 3.0], [0.5, 0.1, 0.2]], np.float32)
+    bad = ref.copy()
+    bad[0, 1] = np.nan
+    thresholds = parity.thresholds_for("fp32")
+    fails = parity.verdict("fp32", parity.compare(ref, bad), parity.compare(ref, ref), thresholds)
+    assert any("non-finite" in f and "converted" in f for f in fails)
+    fails = parity.verdict("int8", parity.compare(bad, ref), parity.compare(ref, ref), parity.thresholds_for("int8"))
+    assert any("reference" in f for f in fails)
+    assert parity.verdict("fp32", parity.compare(ref, ref), parity.compare(ref, ref), thresholds) == []
