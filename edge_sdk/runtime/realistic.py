@@ -10,20 +10,24 @@ from __future__ import annotations
 import numpy as np
 
 
-def fill_realistic_weights(model, seed: int = 0, passes: int = 3, batch: int = 4, gain: float = 1.0):  # noqa: ANN001, ANN201,E501
-    """In place: non-zero weights, BN stats from synthetic images; returns the model in eval mode."""
+def fill_realistic_weights(model, seed: int = 0, passes: int = 3, batch: int = 4):  # noqa: ANN001, ANN201
+    """In place: no exact zeros, BN stats from synthetic images; returns the model in eval mode.
+
+    The families' own initialisation is kept (it is tuned per block: e.g. trunc-normal 0.02 for transformer
+    projections); only exact zeros (biases, zero-init tables) get small noise so nothing can be pruned. Replacing every
+    weight with fan-in-scaled noise instead made MobileViTv2's multiplicative separable attention overflow to 1e7
+    and beyond (int8 calibration then saw NaN ranges), which no trained model does.
+    """
     import torch
     from torch import nn
 
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for name, p in model.named_parameters():
-            fan_in = max(1, p[0].numel()) if p.dim() > 1 else 1
-            std = gain / np.sqrt(fan_in) if p.dim() > 1 else 0.1
-            noise = torch.randn(p.shape, generator=gen) * std
-            if p.dim() == 1 and name.endswith("weight"):  # norm gammas: around 1, never 0
-                noise = 1.0 + noise.clamp(-0.5, 0.5)
-            p.copy_(noise)
+        for p in model.parameters():
+            zeros = p == 0
+            if zeros.any():
+                scale = float(p.abs().max()) * 0.1 or 0.01
+                p.copy_(torch.where(zeros, torch.randn(p.shape, generator=gen) * scale, p))
     size = model.deploy.input_size
     x = _synthetic_batch(model, size, batch, seed)
     for m in model.modules():
