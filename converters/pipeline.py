@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import dataclass, field, replace
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -18,13 +17,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from edge_sdk import doctor
 from edge_sdk.errors import EdgeError, UsageError
 
 from . import parity as parity_mod
 from .base import Artifact, ConvertOptions, Target, get_target, load_targets, step, step_hook
 
-TOOLCHAIN_PACKAGES = ("edge-sdk", "torch", "executorch", "coremltools", "litert-torch", "ai-edge-litert",
-                      "ai-edge-quantizer", "numpy", "opencv-python-headless")
 PARITY_IMAGES = 8  # real decoded images in every bundle's reference set
 PARITY_RANDOM = 4  # seeded random-normal inputs
 PARITY_SEED = 20240
@@ -172,16 +170,6 @@ def calib_loader(spec: dict[str, Any], opts: ConvertOptions) -> Callable[[], lis
 
 # ---- manifest -------------------------------------------------------------------------------------------------------
 
-def toolchain_versions() -> dict[str, str | None]:
-    out: dict[str, str | None] = {}
-    for pkg in TOOLCHAIN_PACKAGES:
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            out[pkg] = None
-    return out
-
-
 def model_section(src: Source, example: torch.Tensor) -> dict[str, Any]:
     from edge_sdk.bundle import sha256_file
     from edge_sdk.models import count_macs, count_params
@@ -198,7 +186,7 @@ def build_manifest(src: Source, target: Target, opts: ConvertOptions, art: Artif
     spec = deploy_spec(src.model)
     return {"model": model_info, "target": target.name, "backend": art.backend, "precision": opts.precision,
             "file": art.file, "input": {**spec, **art.input_spec}, "output": art.output_spec,
-            "_labels": src.labels, "toolchain": toolchain_versions(), "report": art.report,
+            "_labels": src.labels, "toolchain": doctor.toolchain_versions(), "report": art.report,
             "parity": parity_mod.not_run("parity not run yet"), "reference": parity_mod.REFERENCE_FILE,
             "conversion": {"input_size": int(example.shape[-1]), "nhwc": opts.nhwc,
                            "calibration": (str(opts.calib_dir) if opts.calib_dir else "generated") if
@@ -356,19 +344,9 @@ def _reference(model: nn.Module) -> parity_mod.ReferenceSet:
 
 def _check_destinations(dests: list[Path], force: bool) -> None:
     """Refuse an existing bundle without --force and an unwritable output folder before doing any work."""
-    import os
+    from edge_sdk.bundle import check_writable
     for dest in dests:
-        if dest.exists() and not force:
-            raise UsageError(f"{dest} already exists; pass --force to replace it")
-        if dest.exists() and not (dest / "manifest.json").is_file() and dest.is_dir() and any(dest.iterdir()):
-            raise UsageError(f"{dest} exists and is not a bundle; refusing to replace it")
-        parent = dest.parent
-        try:
-            parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise EdgeError(f"cannot create output directory {parent}: {exc.strerror}") from exc
-        if not os.access(parent, os.W_OK | os.X_OK):
-            raise EdgeError(f"output directory {parent} is not writable")
+        check_writable(dest, force)
 
 
 def _progress(show: bool) -> Callable[[str], Any]:

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from edge_sdk import doctor
 from edge_sdk.errors import EdgeError, UsageError
 
 RESULT_MARK = "EDGE_SDK_BENCH_RESULT "
@@ -332,19 +333,7 @@ def machine_info() -> dict[str, Any]:
     except OSError:
         pass
     return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(),
-            "python": platform.python_version(), "versions": toolchain_versions()}
-
-
-def toolchain_versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-    out = {}
-    for pkg in ("edge-sdk", "torch", "executorch", "ai-edge-litert", "litert-torch", "coremltools", "numpy",
-                "opencv-python-headless"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            pass
-    return out
+            "python": platform.python_version(), "versions": doctor.toolchain_versions()}
 
 
 def bench_and_report(bundles: Sequence[str | Path], budget_ms: float = 50.0, threads: Sequence[int] = (1,),

@@ -60,7 +60,8 @@ def now_iso() -> str:
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
 
 
-def _check_writable(dest: Path, force: bool) -> None:
+def check_writable(dest: Path, force: bool) -> None:
+    """Refuse an existing bundle without `force`, a non-bundle folder, and an unwritable parent, before any work."""
     if dest.exists() and not force:
         raise UsageError(f"{dest} already exists; pass --force to replace it")
     if dest.exists() and not (dest / MANIFEST).is_file() and any(dest.iterdir()):
@@ -70,7 +71,7 @@ def _check_writable(dest: Path, force: bool) -> None:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise EdgeError(f"cannot create output directory {parent}: {exc.strerror}") from exc
-    if not os.access(parent, os.W_OK):
+    if not os.access(parent, os.W_OK | os.X_OK):
         raise EdgeError(f"output directory {parent} is not writable")
 
 
@@ -82,7 +83,7 @@ def write_bundle(dest: str | Path, fill: Callable[[Path], dict[str, Any]], force
     temp folder onto `dest`. Any exception leaves no trace and an existing `dest` untouched.
     """
     dest = Path(dest).absolute()
-    _check_writable(dest, force)
+    check_writable(dest, force)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
     try:
         manifest = fill(tmp)

@@ -237,7 +237,8 @@ for _name, (_cfg, _published) in _LEVIT_VARIANTS.items():
     register(ModelEntry(name=_name, family="levit", model_cls=LeViT, cfg=_cfg, deploy=_LEVIT_DEPLOY,
                         published_params=_published))
 
-# Test variant: 64x64 input -> 4x4 tokens after the stem, one shrink attention to 2x2.
+# Test variant: 64x64 input -> 4x4 tokens after the stem, one shrink attention to 2x2. dims[0]=32 gives stem convs
+# of 4-8-16-32 channels: with 16 the first conv had 2 channels and the model could not learn textures (training.md).
 register(ModelEntry(name="levit_tiny", family="levit", model_cls=LeViT,
-                    cfg=LeViTConfig(dims=(16, 24), heads=(2, 3), depths=(1, 1), key_dim=8),
+                    cfg=LeViTConfig(dims=(32, 24), heads=(2, 3), depths=(1, 1), key_dim=16),
                     deploy=DeployConfig(input_size=64, crop_pct=0.9), tiny=True))
