@@ -76,6 +76,14 @@ class CCTTConfig:
     drop_rate: float = 0.0
 
 
+class HardSigmoid(nn.Module):
+    """relu6(x + 3) / 6 written out: `nn.Hardsigmoid` decomposes with two scalar tensor constants whose
+    `_to_dim_order_copy` XNNPACK leaves outside the delegate (2 per gate); this form is fully delegated."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.relu6(x + 3.0) * (1.0 / 6.0)
+
+
 class BranchGate(nn.Module):
     """Mix two branch outputs with input-dependent per-channel weights (softmax over the two branches).
 
@@ -86,7 +94,7 @@ class BranchGate(nn.Module):
     def __init__(self, dim: int, reduction: int = 4) -> None:
         super().__init__()
         hidden = max(8, dim // reduction)
-        self.fc = nn.Sequential(nn.Conv2d(dim, hidden, 1), nn.ReLU(), nn.Conv2d(hidden, dim, 1), nn.Hardsigmoid())
+        self.fc = nn.Sequential(nn.Conv2d(dim, hidden, 1), nn.ReLU(), nn.Conv2d(hidden, dim, 1), HardSigmoid())
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         w = self.fc((a + b).mean(dim=(2, 3), keepdim=True))  # (B, C, 1, 1): weight of branch a

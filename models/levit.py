@@ -217,7 +217,7 @@ class LeViT(EdgeModel):
         dist = self.head_dist(x)
         if self.training and self.distilled_training:
             return logits, dist
-        return (logits + dist) / 2
+        return (logits + dist) * 0.5  # `/ 2` left a scalar `_to_dim_order_copy` outside the XNNPACK delegate
 
     def stages(self) -> list[tuple[str, nn.Module]]:
         return [("stem", self.stem)] + list(self.body.named_children())

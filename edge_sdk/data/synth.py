@@ -3,7 +3,8 @@
 Why: tests, calibration and laptop training need data that is small, deterministic, license-free and not
 solvable by a pure CNN texture detector or a pure shape detector: class = (shape, texture), e.g.
 `circle_stripes` vs `circle_dots` vs `square_stripes`. Colors, position, scale, rotation, texture phase/period and
-noise are random, so neither color nor location carries the label.
+noise are random, so neither color nor location carries the label; the texture is always a dark/light shade
+of one hue (see `_texture_colors` for why).
 
 Determinism: image `i` is drawn from `np.random.default_rng([seed, i])`, so `make_images(n)` is a prefix of
 `make_images(m)` for m > n and the same seed always gives the same pixels.
