@@ -80,7 +80,7 @@ def run_bench(bundles: list[Path], budget_ms: float) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="mobilevitv2_050", help="zoo model to convert and benchmark")
+    ap.add_argument("--model", default="levit_128s", help="zoo model to convert and benchmark")
     ap.add_argument("--out", default="demo-out", type=Path)
     ap.add_argument("--budget-ms", default=50.0, type=float)
     args = ap.parse_args(argv)
