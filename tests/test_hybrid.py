@@ -10,6 +10,7 @@ from edge_sdk.models import count_params, create_model, get_entry, list_models, 
 from edge_sdk.models.hybrid import BranchGate, ParallelBranches
 from edge_sdk.models.layers import ReLULinearAttention
 from edge_sdk.models.levit import LeViTAttention
+from model_helpers import calibrated
 
 torch.set_num_threads(1)
 
@@ -17,16 +18,6 @@ MICRO = ["pbhybrid_micro", "cctt_micro"]
 # (min, max) params in millions at 1000 classes, from the task's size classes.
 SIZES = {"pbhybrid_tiny": (0.5, 1.5), "pbhybrid_small": (4.0, 6.0), "cctt_tiny": (1.0, 2.0), "cctt_small": (5.0, 8.0)}
 BANNED_OPS = ("unfold", "im2col", "col2im", "group_norm", "layer_norm", "index", "gather")
-
-
-def _calibrated(name: str, **kw) -> torch.nn.Module:
-    torch.manual_seed(0)
-    model = create_model(name, **kw)
-    model.train()
-    with torch.no_grad():
-        for _ in range(2):
-            model(*model.example_inputs(4))
-    return model.eval()
 
 
 def _naive_relu_attention(attn: ReLULinearAttention, x: torch.Tensor) -> torch.Tensor:
@@ -117,7 +108,7 @@ def test_cctt_attention_types_follow_config():
 
 @pytest.mark.parametrize("name", MICRO)
 def test_reparameterize_keeps_outputs_and_export_is_edge_clean(name):
-    model = _calibrated(name)
+    model = calibrated(name)
     x = torch.randn(2, 3, 64, 64)
     ref = model(x)
     fused = reparameterize_model(model)

@@ -8,22 +8,12 @@ import torch.nn.functional as F
 from edge_sdk.errors import UsageError
 from edge_sdk.models import count_macs, count_params, create_model, get_entry, list_models, reparameterize_model
 from edge_sdk.models.levit import LeViT, LeViTAttention, relative_offsets
+from model_helpers import calibrated
 
 torch.set_num_threads(1)
 
 PUBLISHED_MACS_M = {"levit_128s": 305, "levit_128": 406, "levit_192": 658, "levit_256": 1120, "levit_384": 2353}
 BANNED_OPS = ("unfold", "im2col", "col2im", "group_norm", "layer_norm")
-
-
-def _calibrated(name: str, **kw) -> torch.nn.Module:
-    """A model whose BN running stats are non-trivial (two train-mode passes), so fusion is really tested."""
-    torch.manual_seed(0)
-    model = create_model(name, **kw)
-    model.train()
-    with torch.no_grad():
-        for _ in range(2):
-            model(*model.example_inputs(4))
-    return model.eval()
 
 
 def _exported_ops_and_max_rank(model: torch.nn.Module, x: tuple[torch.Tensor, ...]) -> tuple[set[str], int]:
@@ -108,7 +98,7 @@ def test_bias_tables_start_small_but_nonzero():
 
 
 def test_reparameterize_caches_bias_and_keeps_outputs():
-    model = _calibrated("levit_tiny")
+    model = calibrated("levit_tiny")
     x = torch.randn(2, 3, 64, 64)
     ref = model(x)
     fused = reparameterize_model(model)
@@ -131,7 +121,7 @@ def test_export_unfused_model_keeps_rank_4():
 
 
 def test_distillation_tuple_in_training_and_average_in_eval():
-    model = _calibrated("levit_tiny", num_classes=5)
+    model = calibrated("levit_tiny", num_classes=5)
     x = torch.randn(3, 3, 64, 64)
     with torch.no_grad():
         feats = model.forward_features(x)
