@@ -227,11 +227,11 @@ def _kept_rows(path: Path, names: list[str]) -> list[dict]:
 
 
 def _write(out: Path, results: list[dict], peaks: dict, machine: dict, args, runs: int, warmup: int) -> None:  # noqa: ANN001
-    from edge_sdk.bench import _atomic_write
+    from edge_sdk.bundle import atomic_write
     meta = {"machine": machine, "peak_gmacs_per_s": peaks, "runs": runs, "warmup": warmup,
             "budget_ms": args.budget_ms, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    _atomic_write(out / "zoo.json", json.dumps({**meta, "results": results}, indent=2, default=str) + "\n")
-    _atomic_write(out / "zoo.md", markdown(results, peaks, machine, args.budget_ms))
+    atomic_write(out / "zoo.json", json.dumps({**meta, "results": results}, indent=2, default=str) + "\n")
+    atomic_write(out / "zoo.md", markdown(results, peaks, machine, args.budget_ms))
     chart(results, out / "zoo.png")
 
 

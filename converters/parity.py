@@ -127,12 +127,6 @@ def parity_images(count: int, size: int, seed: int = 1234) -> list[np.ndarray]:
 
 # ---- metrics and the verdict ------------------------------------------------------------------------------------
 
-def softmax(x: np.ndarray) -> np.ndarray:
-    z = x.astype(np.float64) - x.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
-
-
 def compare(ref: np.ndarray, out: np.ndarray, margin: float = MARGIN) -> dict[str, Any]:
     """Metrics of `out` against `ref`, both (N, C)."""
     if ref.shape != out.shape:
@@ -188,7 +182,8 @@ def check(predictor: Any, reference: ReferenceSet, precision: str,
     out_img = predictor.run(reference.image_inputs(spec))
     out_rnd = predictor.run(reference.random_inputs())
     if predictor.output_spec.get("kind") == "probabilities":  # e.g. a Core ML classifier: compare probabilities
-        ref_img, ref_rnd = softmax(ref_img), softmax(ref_rnd)
+        from edge_sdk.runtime.predictor import softmax
+        ref_img, ref_rnd = softmax(ref_img).astype(np.float32), softmax(ref_rnd).astype(np.float32)
     images, random = compare(ref_img, out_img), compare(ref_rnd, out_rnd)
     fails = verdict(precision, images, random, thresholds)
     return {"status": "failed" if fails else "passed", "precision": precision, "thresholds": thresholds,

@@ -25,6 +25,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
+from edge_sdk.bundle import atomic_write
 from edge_sdk.errors import EdgeError
 
 from .base import Artifact, ConvertOptions, Target, register_target
@@ -131,12 +132,6 @@ def build(model: torch.nn.Module, example: torch.Tensor, precision: str, nhwc: b
     return fp32 if precision == "fp32" else quantize(fp32, precision, calib, nhwc)
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def _quant(detail: dict) -> dict[str, float] | None:
     scale, zp = detail["quantization"]
     if np.dtype(detail["dtype"]).kind not in "iu" or scale == 0.0:
@@ -186,7 +181,7 @@ class TFLiteTarget(Target):
         from .tflite_report import build_report
         self.check_options(opts)
         path = Path(out_dir) / FILE_NAME
-        write_atomic(path, build(model, example, opts.precision, opts.nhwc, calib))
+        atomic_write(path, build(model, example, opts.precision, opts.nhwc, calib))
         input_spec, output_spec = io_specs(path, opts.nhwc)
         report = {"quantization": {"recipe": RECIPES[opts.precision], "input_dtype": input_spec["dtype"],
                                    "output_dtype": output_spec["dtype"]}, **build_report(path)}

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from edge_sdk import doctor
+from edge_sdk.bundle import atomic_write
 from edge_sdk.errors import EdgeError, UsageError
 
 RESULT_MARK = "EDGE_SDK_BENCH_RESULT "
@@ -296,18 +297,8 @@ def print_comparison(results: Sequence[dict[str, Any]], budget_ms: float | None)
     out.print(table)
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    import tempfile
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def write_json(path: Path, results: Sequence[dict[str, Any]], extra: dict[str, Any] | None = None) -> None:
-    _atomic_write(path, json.dumps({"machine": machine_info(), **(extra or {}), "results": list(results)},
+    atomic_write(path, json.dumps({"machine": machine_info(), **(extra or {}), "results": list(results)},
                                    indent=2, default=str) + "\n")
 
 
@@ -318,7 +309,7 @@ def write_csv(path: Path, results: Sequence[dict[str, Any]]) -> None:
     w.writeheader()
     for r in results:
         w.writerow({k: r.get(k) for k in FIELDS})
-    _atomic_write(path, buf.getvalue())
+    atomic_write(path, buf.getvalue())
 
 
 def machine_info() -> dict[str, Any]:

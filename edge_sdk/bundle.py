@@ -128,15 +128,27 @@ def _swap_in(tmp: Path, dest: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def atomic_write(path: str | Path, data: bytes | str) -> Path:
+    """Write a file via a temp file in the same folder and one rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode("utf-8") if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
 def update_manifest(bundle: str | Path, **changes: Any) -> dict[str, Any]:
     """Rewrite manifest.json with some keys changed (e.g. parity), atomically."""
     bundle = Path(bundle)
     manifest = json.loads((bundle / MANIFEST).read_text(encoding="utf-8"))
     manifest.update(changes)
-    fd, tmp = tempfile.mkstemp(prefix=".manifest.", dir=bundle)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(json.dumps(manifest, indent=2) + "\n")
-    os.replace(tmp, bundle / MANIFEST)
+    atomic_write(bundle / MANIFEST, json.dumps(manifest, indent=2) + "\n")
     return manifest
 
 
