@@ -15,10 +15,13 @@ program in a second call keeps both the classifier outputs and the raw `logits` 
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import shutil
+import sys
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -161,23 +164,43 @@ def example_pixels(example: torch.Tensor, model: nn.Module) -> torch.Tensor:
     return ((example * s + m) * 255.0).clamp(0, 255)[:1]
 
 
+@contextlib.contextmanager
+def quiet_coremltools() -> Iterator[None]:
+    """Silence the tqdm bars coremltools draws for every frontend, pass pipeline and compression pass.
+
+    The pipeline draws its own per-step progress; coremltools' bars (a dozen per conversion, on stderr) would
+    interleave with it. coremltools modules import `tqdm` by name at import time, so each such module-level name
+    is swapped for a disabled tqdm for the duration of the conversion and restored afterwards. Redirecting stderr
+    instead would also swallow our own progress and any real error text.
+    """
+    import tqdm as tqdm_module
+    quiet = functools.partial(tqdm_module.tqdm, disable=True)
+    swapped = []
+    for mod_name, mod in list(sys.modules.items()):
+        if not mod_name.startswith("coremltools") or mod is None:
+            continue
+        for attr in ("tqdm", "_tqdm"):
+            value = getattr(mod, attr, None)
+            if value is tqdm_module.tqdm:
+                swapped.append((mod, attr, value))
+                setattr(mod, attr, quiet)
+    try:
+        yield
+    finally:
+        for mod, attr, value in swapped:
+            setattr(mod, attr, value)
+
+
 def build_package(model: nn.Module, example: torch.Tensor, opts: ConvertOptions, out_dir: Path,
                   labels: list[str] | None) -> Path:
     """Steps export -> convert -> compress -> save; toolchain failures become one EdgeError line."""
     wrapped = wrap_model(model, with_probs=labels is not None)
     pixels = example_pixels(example, model)
+    import coremltools  # noqa: F401  (imported before quiet_coremltools() looks for its tqdm names)
+    import coremltools.optimize.coreml  # noqa: F401
     try:
-        with step("torch.export"):
-            ep = torch.export.export(wrapped, (pixels,)).run_decompositions({})
-        with step(f"convert to Core ML ({opts.precision}, {deployment_target(opts)})"):
-            prog = to_mil(ep, tuple(pixels.shape), opts, labels is not None)
-        if compression_config(opts) is not None:
-            with step(f"compress weights ({opts.precision})"):
-                image_input = prog.functions["main"].input_types
-                prog = compress(to_mlprogram(prog, opts, None), opts)._mil_program
-                prog.functions["main"].input_types = image_input  # lost in coremltools' proto round trip
-        with step("ML Program"):
-            mlmodel = to_mlprogram(prog, opts, labels)
+        with quiet_coremltools():
+            mlmodel = _convert_steps(wrapped, pixels, opts, labels)
     except (UsageError, EdgeError):
         raise
     except Exception as exc:  # noqa: BLE001 - toolchain errors are many types; report one line
@@ -185,6 +208,20 @@ def build_package(model: nn.Module, example: torch.Tensor, opts: ConvertOptions,
         raise EdgeError(f"Core ML conversion failed: {type(exc).__name__}: {first}") from exc
     with step("save .mlpackage"):
         return save_package(mlmodel, out_dir)
+
+
+def _convert_steps(wrapped: nn.Module, pixels: torch.Tensor, opts: ConvertOptions, labels: list[str] | None) -> Any:
+    with step("torch.export"):
+        ep = torch.export.export(wrapped, (pixels,)).run_decompositions({})
+    with step(f"convert to Core ML ({opts.precision}, {deployment_target(opts)})"):
+        prog = to_mil(ep, tuple(pixels.shape), opts, labels is not None)
+    if compression_config(opts) is not None:
+        with step(f"compress weights ({opts.precision})"):
+            image_input = prog.functions["main"].input_types
+            prog = compress(to_mlprogram(prog, opts, None), opts)._mil_program
+            prog.functions["main"].input_types = image_input  # lost in coremltools' proto round trip
+    with step("ML Program"):
+        return to_mlprogram(prog, opts, labels)
 
 
 def _ct_target(name: str) -> Any:

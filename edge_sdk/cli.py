@@ -6,8 +6,10 @@ Set EDGE_SDK_DEBUG=1 to see the traceback of an error.
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import sys
+import warnings
 
 import click
 
@@ -21,6 +23,23 @@ COMMAND_MODULES = {
     "predict": "predict", "bench": "bench",
     "data": "data", "train": "train", "eval": "train",
 }
+
+
+# Toolchain loggers that warn at import time about things this project pins or does not use (coremltools: untested
+# torch/scikit-learn versions, no Core ML runtime on Linux; torchao: CUDA kernels absent on a CPU build; torch:
+# a pytree deprecation), and their FutureWarnings. Kept at ERROR so a command's output is the command's; EDGE_SDK_DEBUG=1 shows them.
+NOISY_LOGGERS = ("coremltools", "torchao", "torch.utils._pytree")
+
+
+def quiet_toolchain_logs() -> None:
+    if not os.environ.get("EDGE_SDK_DEBUG"):
+        # TensorFlow / LiteRT C++ INFO and WARNING lines (oneDNN notes, op counts, delegate creation)
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        os.environ.setdefault("GLOG_minloglevel", "2")
+        os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # TF only folds constants here; its oneDNN notice goes
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        for name in NOISY_LOGGERS:
+            logging.getLogger(name).setLevel(logging.ERROR)
 
 
 class EdgeGroup(click.Group):
@@ -60,6 +79,7 @@ def cli() -> None:
 
 
 def main() -> None:
+    quiet_toolchain_logs()
     cli(prog_name="edge-sdk")
 
 

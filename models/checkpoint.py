@@ -5,8 +5,7 @@ plus, for training checkpoints, optimizer/scheduler/EMA state. A bare state dict
 """
 from __future__ import annotations
 
-import os
-import tempfile
+import io
 from pathlib import Path
 from typing import Any
 
@@ -19,20 +18,12 @@ FORMAT = "edge-sdk"
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:
-    """torch.save to a temp file in the same folder, fsync, then rename: a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """torch.save through `edge_sdk.bundle.atomic_write` (temp file, fsync, rename): a crash never leaves half a
+    checkpoint, and an existing one stays intact until the new one is complete."""
+    from edge_sdk.bundle import atomic_write
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return atomic_write(path, buffer.getvalue())
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -80,3 +80,17 @@ def test_bad_manifests(tmp_path):
     (dest / MANIFEST).write_text(json.dumps({"schema_version": 99}))
     with pytest.raises(EdgeError, match="schema_version"):
         read_bundle(dest)
+
+
+def test_atomic_write_uses_umask_permissions_and_leaves_no_temp(tmp_path):
+    """mkstemp files are owner-only; a bundle or checkpoint must be readable like any file the user writes."""
+    import os
+    from edge_sdk.bundle import atomic_write
+    old = os.umask(0o022)
+    try:
+        path = atomic_write(tmp_path / "sub" / "f.json", "{}")
+    finally:
+        os.umask(old)
+    assert path.read_text() == "{}"
+    assert oct(path.stat().st_mode & 0o777) == oct(0o644)
+    assert [p.name for p in path.parent.iterdir()] == ["f.json"]

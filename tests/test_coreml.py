@@ -1,7 +1,8 @@
 """Core ML target: packages are checked by reading their spec and MIL program (Core ML cannot execute on Linux).
 
-Each family test converts one tiny model to every precision, spread over the three deployment targets, so the
-suite covers precision x family (2 families) and every deployment target with 10 conversions.
+Each family test converts one trained tiny model (tests/trained.py) to every precision, spread over the three
+deployment targets: every family x every precision x (each deployment target at least once per precision) in 25
+conversions, with the Neural Engine readiness report asserted for each.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from torch import nn
 from edge_sdk.converters.base import ConvertOptions, get_target
 from edge_sdk.errors import EdgeError, UsageError
 from edge_sdk.models.registry import create_model
+from trained import CLASSES, trained_tiny
 
 pytestmark = pytest.mark.slow
 
@@ -25,13 +27,13 @@ from edge_sdk.converters import coreml as C  # noqa: E402
 from edge_sdk.converters.coreml_report import ane_report, load_program  # noqa: E402
 
 NUM_CLASSES = 7
-LABELS = tuple(f"class_{i}" for i in range(NUM_CLASSES))
 COMPRESSION_OP = {  # (precision, deployment target) -> the constexpr op that stores the compressed weights
     ("int8", "iOS16"): "constexpr_affine_dequantize", ("int8", "iOS17"): "constexpr_affine_dequantize",
     ("int8", "iOS18"): "constexpr_blockwise_shift_scale",
-    ("palette6", "iOS16"): "constexpr_lut_to_dense", ("palette6", "iOS17"): "constexpr_lut_to_dense",
-    ("palette4", "iOS17"): "constexpr_lut_to_dense", ("palette4", "iOS18"): "constexpr_lut_to_dense",
+    **{(palette, target): "constexpr_lut_to_dense" for palette in ("palette6", "palette4")
+       for target in ("iOS16", "iOS17", "iOS18")},
 }
+TRAINED_LABELS = tuple(f"class_{i}" for i in range(CLASSES))
 
 
 def _tiny(name: str) -> nn.Module:
@@ -63,7 +65,7 @@ def _weight_dtypes(package: Path) -> set[str]:
     return out
 
 
-def _check_spec(package: Path, size: int, labels: bool) -> None:
+def _check_spec(package: Path, size: int, labels: tuple[str, ...] | None, classes: int = NUM_CLASSES) -> None:
     spec = ct.utils.load_spec(str(package))
     assert spec.WhichOneof("Type") == "mlProgram"
     (inp,) = spec.description.input
@@ -74,14 +76,14 @@ def _check_spec(package: Path, size: int, labels: bool) -> None:
     outs = {o.name: o.type.WhichOneof("Type") for o in spec.description.output}
     assert outs["logits"] == "multiArrayType"
     logits = next(o for o in spec.description.output if o.name == "logits").type.multiArrayType
-    assert list(logits.shape) == [1, NUM_CLASSES]
+    assert list(logits.shape) == [1, classes]
     assert logits.dataType == ct.proto.FeatureTypes_pb2.ArrayFeatureType.FLOAT32
     if labels:
         assert outs["classLabel"] == "stringType" and outs["classLabel_probs"] == "dictionaryType"
         assert spec.description.predictedFeatureName == "classLabel"
         assert spec.description.predictedProbabilitiesName == "classLabel_probs"
         classify = [op for op in load_program(package).functions["main"].operations if op.op_type == "classify"]
-        assert len(classify) == 1 and list(classify[0].inputs["classes"].val) == list(LABELS)
+        assert len(classify) == 1 and list(classify[0].inputs["classes"].val) == list(labels)
     else:
         assert set(outs) == {"logits"}
 
@@ -92,21 +94,28 @@ FAMILY_PLANS = {
                    ("palette6", "iOS17", False), ("palette4", "iOS18", True)],
     "mobilevitv2_tiny": [("fp16", "iOS16", False), ("fp32", "iOS17", True), ("int8", "iOS18", False),
                          ("palette6", "iOS16", False), ("palette4", "iOS17", False)],
+    "mobilevit_tiny": [("fp16", "iOS18", True), ("fp32", "iOS16", False), ("int8", "iOS17", False),
+                       ("palette6", "iOS18", False), ("palette4", "iOS16", False)],
+    "pbhybrid_micro": [("fp16", "iOS17", False), ("fp32", "iOS16", False), ("int8", "iOS17", True),
+                       ("palette6", "iOS18", False), ("palette4", "iOS17", False)],
+    "cctt_micro": [("fp16", "iOS16", True), ("fp32", "iOS18", False), ("int8", "iOS18", False),
+                   ("palette6", "iOS17", False), ("palette4", "iOS16", False)],
 }
 
 
 @pytest.mark.parametrize("name", sorted(FAMILY_PLANS))
 def test_every_precision_and_target(name: str, tmp_path: Path) -> None:
-    model = _tiny(name)
+    model = trained_tiny(name).reparameterize()
     size = model.deploy.input_size
     sizes, reports = {}, {}
-    for precision, target, labels in FAMILY_PLANS[name]:
+    for precision, target, with_labels in FAMILY_PLANS[name]:
         out = tmp_path / precision
-        art = _export(model, out, precision, target, LABELS if labels else None)
+        labels = TRAINED_LABELS if with_labels else None
+        art = _export(model, out, precision, target, labels)
         package = out / art.file
         assert art.file == "model.mlpackage" and package.is_dir()
         assert not [p for p in out.iterdir() if p.name != art.file], "temp files left behind"
-        _check_spec(package, size, labels)
+        _check_spec(package, size, labels, CLASSES)
         sizes[precision], reports[precision] = _size(package), art.report
         rep = art.report
         assert rep["deployment_target"] == target and rep["compute_units"] == "ALL"
@@ -119,28 +128,19 @@ def test_every_precision_and_target(name: str, tmp_path: Path) -> None:
             assert rep["compression_ops"].get(op, 0) >= 3, rep["compression_ops"]
             assert rep["compression"]["method"] in ("linear_quantize_weights", "palettize_weights")
         assert art.output_spec["name"] == "logits" and art.output_spec["kind"] == "logits"
-        assert art.output_spec["shape"] == [1, NUM_CLASSES]
-        assert ("class_label" in art.output_spec) == labels
+        assert art.output_spec["shape"] == [1, CLASSES]
+        assert ("class_label" in art.output_spec) == with_labels
+        assert rep["summary"]["ops"] == sum(rep["op_histogram"].values()) > 20
     assert sizes["fp32"] > 1.6 * sizes["fp16"]
     for compressed in ("int8", "palette6", "palette4"):
         # tiny models keep many weights under WEIGHT_THRESHOLD in fp16, so the gain is smaller than on zoo sizes
         assert sizes[compressed] < 0.9 * sizes["fp16"], (compressed, sizes)
     if name == "mobilevitv2_tiny":  # both palettes per-tensor (iOS16 / iOS17): fewer bits, smaller file
         assert sizes["palette4"] < sizes["palette6"] < sizes["int8"], sizes
-    assert reports["fp16"]["ane_ready"] is True
+    # The zoo follows the edge op rules (4-D tensors, no gather, fp16 throughout): nothing should block the ANE.
+    assert reports["fp16"]["issues"] == [] and reports["fp16"]["ane_ready"] is True, reports["fp16"]["issues"][:5]
     assert reports["fp32"]["ane_ready"] is False
     assert reports["fp32"]["summary"]["issues_by_rule"] == {"fp32_program": 1}
-
-
-@pytest.mark.parametrize("name", ["mobilevit_tiny", "pbhybrid_micro", "cctt_micro"])
-def test_readiness_report_for_tiny_zoo(name: str, tmp_path: Path) -> None:
-    art = _export(_tiny(name), tmp_path, "fp16", None)
-    rep = art.report
-    assert rep["kind"] == "coreml_ane_readiness" and rep["deployment_target"] == "iOS17"
-    assert rep["summary"]["ops"] == sum(rep["op_histogram"].values()) > 20
-    assert rep["op_histogram"]["conv"] >= 3
-    # The zoo follows the edge op rules (4-D tensors, no gather, fp16 throughout): nothing should block the ANE.
-    assert rep["issues"] == [] and rep["ane_ready"] is True, rep["issues"][:5]
 
 
 class _AneHostile(nn.Module):
