@@ -53,12 +53,17 @@ def head_slices(t: torch.Tensor, heads: int) -> list[torch.Tensor]:
     return [t[:, :, i * d:(i + 1) * d] for i in range(heads)]
 
 
-def cat_channels(ts: list[torch.Tensor]) -> torch.Tensor:
-    """Concatenate on the last dim in a tree of at most MAX_CAT inputs per `cat` (all of them XNNPACK-delegated)."""
+def cat_tree(ts: list[torch.Tensor], dim: int) -> torch.Tensor:
+    """Concatenate on `dim` in a tree of at most MAX_CAT inputs per `cat` (all of them XNNPACK-delegated)."""
     while len(ts) > 1:
-        ts = [torch.cat(ts[i:i + MAX_CAT], dim=-1) if len(ts[i:i + MAX_CAT]) > 1 else ts[i]
+        ts = [torch.cat(ts[i:i + MAX_CAT], dim=dim) if len(ts[i:i + MAX_CAT]) > 1 else ts[i]
               for i in range(0, len(ts), MAX_CAT)]
     return ts[0]
+
+
+def cat_channels(ts: list[torch.Tensor]) -> torch.Tensor:
+    """Concatenate on the last (channels-last) dim, `cat_tree(ts, -1)`."""
+    return cat_tree(ts, dim=-1)
 
 
 class ConvBN(nn.Module):
@@ -214,47 +219,52 @@ def fold_bn_into_next_conv(bn: nn.BatchNorm2d, conv: nn.Conv2d) -> nn.Conv2d:
 
 
 class PatchGrid(nn.Module):
-    """Regroup a feature map into p x p patches and back, without unfold/fold or any rank > 4 tensor (rule 1).
+    """Regroup a feature map into p x p patches and back, without unfold/fold, TRANSPOSE or rank > 4 (rule 1).
 
-    `to_patches`: (B, C, H, W) -> (B, C, P, N) with P = p*p pixel positions inside a patch and N = (H/p)*(W/p)
-    patches, the layout MobileViT attends over (tokens = N, one sequence per P). It is a space-to-depth done by a
-    fixed one-hot grouped conv (C -> C*P, kernel p, stride p, groups C: a depthwise conv with multiplier P, one
-    DEPTHWISE_CONV_2D in TFLite), then a rank-4 view. The one-hot weight is a buffer, not a parameter: no optimizer
-    touches it and it is not counted. Multiplying by exactly 1.0 and adding exact zeros keeps it bit-exact.
+    `to_patches`: (B, C, H, W) -> (B, C, P, N) with P = p*p pixel positions inside a patch (k = a*p + b for the
+    pixel at row i*p + a, column j*p + b) and N = (H/p)*(W/p) patches (n = i*W/p + j): exactly
+    `F.unfold(x, p, stride=p).reshape(B, C, P, N)`, the layout MobileViT attends over (one sequence per P).
+    `from_patches` is the exact inverse (`F.fold`, a depth-to-space). Both only copy values: bit-exact in any dtype.
 
-    `from_patches` is the exact inverse (depth-to-space) as two rank-4 transposes. Both are written on
-    channels-last views, so TFLite (NHWC) pays only the real data moves (1 TRANSPOSE in, 2 out) and no layout
-    round trip (docs/tflite.md, "TRANSPOSE"). Not the mirror-image grouped
-    `conv_transpose2d`: litert-torch splits a grouped transposed conv into one SLICE + TRANSPOSE_CONV per channel
-    (48 of each in a 16-channel tiny model), and `pixel_shuffle` decomposes through a rank-6 permute (rule 1).
+    Why slices and concatenations: TFLite (litert-torch) stores a conv output (B, C, H, W) as NHWC,
+    [B][i][a][j][b][C]; the (B, C, P, N) tensor that feeds the next 1x1 conv is stored [B][k][n][C]. Every view
+    below is written channels-last (`permute(0, 2, 3, 1)` first), which is free in that layout, and the pixels
+    are moved by contiguous SLICEs (a row phase a, then a column phase b: C channels of the innermost axis) and
+    one CONCATENATION along P; `from_patches` slices P and concatenates b on the innermost axis, then a rows.
+    Each is a unit-stride slice/concat on a rank-4 tensor: XNNPACK delegates both (not strided slices), Core ML
+    and TFLite run them natively, and no TRANSPOSE is left (the one-hot space-to-depth conv + permutes used
+    before cost 1 TRANSPOSE in and 2 out per block: docs/tflite.md, "TRANSPOSE").
+
+    No weights or buffers: the regrouping is pure data movement.
     """
 
     def __init__(self, channels: int, patch: int = 2) -> None:
         super().__init__()
         self.channels, self.patch = channels, patch
-        eye = torch.eye(patch * patch).reshape(patch * patch, 1, patch, patch)  # (P, 1, p, p) one-hot taps
-        # Persistent: coremltools 9 looks up every buffer of the exported program in its state dict.
-        self.register_buffer("weight", eye.repeat(channels, 1, 1, 1))  # (C*P, 1, p, p)
 
     def to_patches(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
         b, c, h, w = x.shape
-        if h % self.patch or w % self.patch:
-            raise ValueError(f"feature map {h}x{w} is not divisible into {self.patch}x{self.patch} patches")
-        p2 = self.patch * self.patch
-        y = nn.functional.conv2d(x, self.weight, stride=self.patch, groups=c)  # (B, C*P, H/p, W/p), c-major
-        gh, gw = h // self.patch, w // self.patch
-        # Written on channels-last views (free in TFLite's NHWC): the one real move is (N, C, P) -> (P, N, C).
-        t = y.permute(0, 2, 3, 1).reshape(b, gh * gw, c, p2).permute(0, 3, 1, 2)  # (B, P, N, C)
-        return t.permute(0, 3, 1, 2), (gh, gw)  # (B, C, P, N)
+        p = self.patch
+        if h % p or w % p:
+            raise ValueError(f"feature map {h}x{w} is not divisible into {p}x{p} patches")
+        gh, gw = h // p, w // p
+        rows = x.permute(0, 2, 3, 1).reshape(b, gh, p, w * c)  # [i][a][j b C]: NHWC memory, free
+        pieces = []
+        for a in range(p):
+            row = rows[:, :, a:a + 1].reshape(b, gh * gw, p, c)  # (B, N, b, C): pixels of row phase a
+            pieces += [row[:, :, j:j + 1].reshape(b, 1, gh * gw, c) for j in range(p)]  # (B, 1, N, C): k = a*p + j
+        return cat_tree(pieces, dim=1).permute(0, 3, 1, 2), (gh, gw)  # (B, P, N, C) -> (B, C, P, N)
 
     def from_patches(self, x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
-        b, c, _, _ = x.shape
+        b, c, _, n = x.shape
         (gh, gw), p = grid, self.patch
-        # Channels-last (free in TFLite's NHWC): P = (i, j) -> [i][j][gh][gw][C], target [gh][i][gw][j][C].
-        t = x.permute(0, 2, 3, 1).reshape(b * p, p, gh * gw, c)  # (B*i, j, N, C)
-        t = t.permute(0, 2, 1, 3).reshape(b, p, gh, gw * p * c)  # (B, i, gh, gw*j*C)
-        t = t.permute(0, 2, 1, 3).reshape(b, gh * p, gw * p, c)  # (B, H, W, C): H = gh*p + i, W = gw*p + j
-        return t.permute(0, 3, 1, 2)  # (B, C, H, W)
+        t = x.permute(0, 2, 3, 1)  # (B, P, N, C): NHWC memory of the conv output, free
+        rows = []
+        for a in range(p):
+            cols = [t[:, a * p + j:a * p + j + 1].reshape(b, n, 1, c) for j in range(p)]  # (B, N, 1, C) each
+            rows.append(cat_tree(cols, dim=2).reshape(b, gh, 1, gw * p * c))  # [i][j b C] of row phase a
+        full = cat_tree(rows, dim=2)  # (B, gh, p, W*C) = [i][a][j b C]
+        return full.reshape(b, gh * p, gw * p, c).permute(0, 3, 1, 2)  # (B, C, H, W)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.to_patches(x)[0]

@@ -3,8 +3,9 @@ Transformer", ICLR 2022, https://arxiv.org/abs/2110.02178), rebuilt for edge con
 
 Same layers and parameter count as the paper's XXS/XS/S (MV2 stages, MobileViT blocks with depths 2/4/3, 2x2
 patches, SiLU, FFN = 2 x dim), but:
-- no unfold/fold: patches are regrouped by `layers.PatchGrid` (a one-hot grouped conv and its transpose), so every
-  tensor stays rank 4, laid out (B, C, P, N) (rule 1; Core ML cannot convert the reference unfold);
+- no unfold/fold: patches are regrouped by `layers.PatchGrid` (contiguous slices and concatenations on
+  channels-last views), so every tensor stays rank 4, laid out (B, C, P, N) (rule 1; Core ML cannot convert the
+  reference unfold), and TFLite holds no TRANSPOSE at all (docs/tflite.md);
 - the transformer runs as 1x1 convs on (B, C, P, N) with BatchNorm instead of LayerNorm (rule 2). BN has the same
   2*dim parameters as LN and, being a pre-norm in front of 1x1 convs, folds into them at deploy time;
 - separate q/k/v 1x1 convs instead of one qkv projection plus split (rule 4); heads are channel slices of
@@ -118,8 +119,13 @@ class PatchMixer(nn.Module):
 
     The paper's order is conv_in -> unfold -> ... -> fold -> proj; all of conv_in, the final norm (LN/GN in the
     papers, BN here: statistics over (B, P, N) and (B, H, W) are the same set of values) and proj are per-pixel,
-    so applying them on the patch side is the same function. BN sits directly in front of the projection conv,
-    into which it folds at deploy time.
+    so they may run on either side of the regrouping: the same function. The regrouping is pure data movement,
+    so it moves the narrower tensor: the block's C channels when d >= C (v1: conv_in/norm/proj on the patch
+    side), the transformer's d channels when d < C (v2, d = C/2: conv_in before, proj after). Either way
+    the transformer's input is a regrouped tensor read as a conv input and its output ends in a conv, which keeps
+    TFLite's residual stream NHWC; and v2's last block ends in the proj conv, so the head's mean stays NHWC too
+    (ending in the regrouping's permute cost one TRANSPOSE in front of the mean). BN sits directly in front of
+    the projection conv, into which it folds at deploy time.
     """
 
     def __init__(self, in_ch: int, dim: int, layers: nn.Module, patch: int, proj_act: type[nn.Module] | None) -> None:
@@ -131,9 +137,12 @@ class PatchMixer(nn.Module):
         self.proj = ConvBN(dim, in_ch, 1, act=proj_act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # conv_in, norm and proj are pointwise, so they commute with the patch regrouping; running them on the
-        # patch side makes the transformer's input and output conv outputs, which keeps TFLite's residual stream
-        # NHWC (regrouping first, then conv_in, removed 4 layout TRANSPOSEs per transformer layer).
+        # conv_in, norm and proj are pointwise, so they commute with the patch regrouping: regroup the narrower
+        # side (C channels of the block, or d of the transformer), since the regrouping is pure data movement.
+        if self.conv_in.out_channels < self.conv_in.in_channels:  # d < C (MobileViTv2: d = C/2)
+            tokens, grid = self.grid.to_patches(self.conv_in(x))  # (B, d, P, N)
+            y = self.grid.from_patches(self.norm(self.layers(tokens)), grid)  # (B, d, H, W)
+            return self.proj(y)  # (B, C, H, W)
         tokens, grid = self.grid.to_patches(x)  # (B, C, P, N)
         y = self.layers(self.conv_in(tokens))  # (B, d, P, N)
         return self.grid.from_patches(self.proj(self.norm(y)), grid)  # (B, C, P, N) -> (B, C, H, W)
@@ -173,7 +182,7 @@ def init_weights(model: nn.Module) -> None:
     which shrinks activations by sqrt(C) per depthwise conv, so an untrained model in eval mode (default BN
     statistics) outputs ~0 from layer3 on. Fan-in keeps activations of order one through every stage, which
     benchmarks of random-init models need. No zero-init gammas either: exact zeros let LiteRT prune whole branches
-    (docs/TOOLCHAIN.md, "random initialisation"). Fixed one-hot `PatchGrid` buffers are not parameters and stay.
+    (docs/TOOLCHAIN.md, "random initialisation"). `PatchGrid` buffers are not parameters and stay.
     """
     for m in model.modules():
         if isinstance(m, nn.Conv2d):

@@ -9,7 +9,8 @@ with these edge changes:
   pooling keeps the attention free of TFLite TRANSPOSEs, docs/tflite.md);
 - ReLU(v) * context broadcasts by plain multiplication, no `expand_as` (rule 4: litert-torch mishandled it);
 - BatchNorm instead of GroupNorm(1, d) (rule 2: XNNPACK does not delegate group_norm); every BN folds away at deploy;
-- patches regrouped by the same `layers.PatchGrid` as MobileViT v1 (rule 1: rank <= 4, no unfold).
+- patches regrouped by the same `layers.PatchGrid` as MobileViT v1 (rule 1: rank <= 4, no unfold, no TFLite
+  TRANSPOSE), on the d = C/2 transformer channels (conv_in before, projection after: `PatchMixer`).
 """
 from __future__ import annotations
 
