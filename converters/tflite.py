@@ -8,16 +8,29 @@ Why the quantizer works on the fp32 .tflite instead of litert-torch's own PT2E q
 int8 produced files that fail `allocate_tensors` at SOFTMAX (output scale not 1/256, TOOLCHAIN.md), while
 ai-edge-quantizer recipes on the fp32 file load and run in ai-edge-litert for every precision here.
 
-int8 is true full-integer: the quantizer makes the model's input and output int8 tensors (measured: no QUANTIZE /
-DEQUANTIZE at the boundary), so a camera pipeline feeds int8 directly. The manifest records the input
-quantization {scale, zero_point} applied to the NORMALIZED value (q = round(x / scale) + zero_point) and the
-output quantization used to recover logits.
+int8 has int8 input and output tensors (no QUANTIZE / DEQUANTIZE at the boundary), so a camera pipeline feeds int8
+directly. The manifest records the input quantization {scale, zero_point} applied to the NORMALIZED value
+(q = round(x / scale) + zero_point) and the output quantization used to recover logits. Inside, two kinds of op
+stay float32 and the report lists each one (`report.float_ops`, `report.quantization.kept_float`):
+- ops the quantizer has no int8 kernel for (EXP, REDUCE_MAX of the MobileViT softmax): it brackets them with
+  DEQUANTIZE / QUANTIZE by itself;
+- DIVs whose denominator int8 cannot represent (see `zero_risk_divisions`), with the `x + eps` ADD that computes
+  that denominator: TFLite's int8 DIV kernel aborts on a denominator equal to the zero point
+  (`div.cc: data[i] != zero_point`), which is what the ReLU linear attention's normalizer (pbhybrid, cctt)
+  quantizes to for tokens whose q is all zero.
+
+Calibration takes the global min/max over the calibration set (`qsv_utils.min_max_update`), not the quantizer's
+default moving average (smoothing 0.95, i.e. mostly the first images' ranges): with the moving average, activations
+of later images clip, and trained levit_tiny int8 fell to mean cosine 0.974 / decisive top-1 71% (min/max: 0.999 /
+100%).
 """
 from __future__ import annotations
 
 import contextlib
 import io
 import os
+import re
+from dataclasses import dataclass, field
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -28,7 +41,7 @@ import torch
 from edge_sdk.bundle import atomic_write
 from edge_sdk.errors import EdgeError
 
-from .base import Artifact, ConvertOptions, Target, register_target
+from .base import Artifact, ConvertOptions, Target, register_target, step
 
 FILE_NAME = "model.tflite"
 SIGNATURE = "serving_default"
@@ -72,8 +85,12 @@ def _first_line(exc: BaseException) -> str:
     return (text[0] if text else type(exc).__name__)[:300]
 
 
-def _recipe(precision: str) -> Any:
-    """ai-edge-quantizer recipe per precision (see ai_edge_quantizer/recipe.py)."""
+def _recipe(precision: str, kept_float: list[dict[str, Any]] | None = None) -> Any:
+    """ai-edge-quantizer recipe per precision (see ai_edge_quantizer/recipe.py).
+
+    `kept_float` (int8 only): ops that stay float32, each matched by op type and its exact output tensor name (the
+    quantizer's op scope is the output names joined with ';'); later configs override earlier ones.
+    """
     from ai_edge_quantizer import qtyping, recipe, recipe_manager
     from ai_edge_quantizer.algorithm_manager import AlgorithmName
     if precision == "fp16":  # weights stored fp16 + DEQUANTIZE (GPU delegate reads them as fp16 directly)
@@ -84,7 +101,13 @@ def _recipe(precision: str) -> Any:
     if precision == "dynamic_int8":  # int8 per-channel weights, activations quantized on the fly
         return recipe.dynamic_wi8_afp32()
     if precision == "int8":  # int8 per-channel weights + int8 activations from calibration
-        return recipe.static_wi8_ai8()
+        rm = recipe_manager.RecipeManager()
+        rm.load_quantization_recipe(recipe.static_wi8_ai8())
+        for op in kept_float or []:
+            rm.add_quantization_config(regex=f"^{re.escape(op['tensor'])};$",
+                                       operation_name=qtyping.TFLOperationName(op["op"]),
+                                       algorithm_key=AlgorithmName.NO_QUANTIZE)
+        return rm.get_quantization_recipe()
     raise EdgeError(f"internal: no quantization recipe for precision {precision}")
 
 
@@ -106,30 +129,130 @@ def _input_name(fp32: bytes) -> str:
     return sig[SIGNATURE]["inputs"][0]
 
 
-def quantize(fp32: bytes, precision: str, calib: Callable[[], list[torch.Tensor]], nhwc: bool) -> bytes:
-    """Apply the precision's recipe to the fp32 flatbuffer."""
+@dataclass
+class Quantized:
+    """A reduced-precision flatbuffer and what it keeps in float on purpose (for the manifest report)."""
+
+    data: bytes
+    recipe: str | None
+    calibration: str | None = None
+    kept_float: list[dict[str, Any]] = field(default_factory=list)
+
+
+def calibrate_min_max(fp32: bytes, recipe: Any, data: dict[str, list[dict]]) -> dict[str, Any]:
+    """Per-tensor {min, max} over ALL calibration samples.
+
+    `Quantizer.calibrate` merges samples with a moving average (factor 0.95), so the ranges follow the first few
+    images and later activations clip; the Calibrator accepts the plain min/max merge instead.
+    """
+    from ai_edge_quantizer import calibrator, recipe_manager
+    from ai_edge_quantizer.utils import qsv_utils
+    rm = recipe_manager.RecipeManager()
+    rm.load_quantization_recipe(recipe)
+    cal = calibrator.Calibrator(bytearray(fp32), num_threads=1, qsv_update_func=qsv_utils.min_max_update)
+    cal.calibrate(data, rm)
+    return cal.get_model_qsvs()
+
+
+ZERO_MARGIN_STEPS = 2.0  # a denominator within 2 int8 steps of zero (calibrated) is kept float
+NUMERATOR_OPS = frozenset({"BATCH_MATMUL", "FULLY_CONNECTED"})  # a zero-risk DIV's numerator producer kept float
+
+
+def _graph(fp32: bytes) -> tuple[list[dict], dict[int, dict], set[int]]:
+    """Ops, tensors and constant tensor indices of the fp32 file (builtin kernels: no XNNPACK rewrite)."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    interp = Interpreter(model_content=fp32,
+                         experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    interp.allocate_tensors()
+    ops = interp._get_ops_details()
+    tensors = {t["index"]: t for t in interp.get_tensor_details()}
+    produced = {o for op in ops for o in op["outputs"]}
+    inputs = {d["index"] for d in interp.get_input_details()}
+    return ops, tensors, {i for i in tensors if i not in produced and i not in inputs}
+
+
+def _near_zero(qsv: dict[str, Any]) -> tuple[bool, str]:
+    """Does int8 store some of this calibrated range as exactly the zero point? (and the numbers, for the report)
+
+    int8 spans [min(lo, 0), max(hi, 0)] in 255 steps; a range within ZERO_MARGIN_STEPS steps of 0 does, for some
+    inputs (the margin covers inputs a little beyond the calibration set).
+    """
+    lo, hi = float(np.min(qsv["min"])), float(np.max(qsv["max"]))
+    step = (max(hi, 0.0) - min(lo, 0.0)) / 255.0
+    near = not (lo > ZERO_MARGIN_STEPS * step or hi < -ZERO_MARGIN_STEPS * step)
+    return near, f"calibrated range [{lo:.3g}, {hi:.3g}], int8 step {step:.3g}"
+
+
+def zero_risk_divisions(fp32: bytes, qsvs: dict[str, Any]) -> list[dict[str, Any]]:
+    """DIVs whose int8 denominator can be the zero point, with the ops around them that must stay float as well.
+
+    TFLite's int8 DIV refuses a zero-point denominator (`div.cc data[i] != zero_point`). For each such DIV:
+    - the DIV itself;
+    - the `den + const` ADD producing its denominator: with only the DIV float, the dequantized denominator is
+      0.0 and the quotient inf/NaN; with the ADD float, the epsilon survives;
+    - the BATCH_MATMUL / FULLY_CONNECTED producing its numerator: the DIV multiplies the numerator's int8 rounding
+      error by 1/denominator, large exactly where the denominator is small (trained pbhybrid_micro: top-1 6/7 on
+      decisive images with an int8 numerator, 7/7 without).
+    Returns [{op, tensor (exact output name), reason}] for the recipe and the manifest.
+    """
+    ops, tensors, constants = _graph(fp32)
+    producer = {o: op for op in ops for o in op["outputs"]}
+    kept: list[dict[str, Any]] = []
+    for op in ops:
+        num, den = op["inputs"][0], op["inputs"][1] if len(op["inputs"]) > 1 else -1
+        if op["op_name"] != "DIV" or den in constants or tensors[den]["name"] not in qsvs:
+            continue  # uncalibrated tensors: the quantizer leaves their consumers float anyway
+        near, numbers = _near_zero(qsvs[tensors[den]["name"]])
+        if not near:
+            continue
+        kept.append({"op": "DIV", "tensor": tensors[op["outputs"][0]]["name"],
+                     "reason": f"int8 DIV denominator: {numbers}, so small values quantize to the zero point "
+                               "(TFLite's int8 DIV rejects that)"})
+        src = producer.get(den)
+        if src is not None and src["op_name"] == "ADD" and any(i in constants for i in src["inputs"]):
+            kept.append({"op": "ADD", "tensor": tensors[den]["name"],
+                         "reason": "adds the epsilon to that DIV's denominator: in int8 the epsilon rounds away"})
+        src = producer.get(num)
+        if src is not None and src["op_name"] in NUMERATOR_OPS:
+            kept.append({"op": src["op_name"], "tensor": tensors[num]["name"],
+                         "reason": "that DIV's numerator: its int8 rounding error is multiplied by 1/denominator, "
+                                   "large exactly where the denominator is small"})
+    return kept
+
+
+def quantize(fp32: bytes, precision: str, calib: Callable[[], list[torch.Tensor]], nhwc: bool) -> Quantized:
+    """Apply the precision's recipe to the fp32 flatbuffer (int8: min/max calibration, zero-risk DIVs float)."""
     from ai_edge_quantizer import quantizer
-    q = quantizer.Quantizer(bytearray(fp32))
-    q.load_quantization_recipe(_recipe(precision))
     try:
         with contextlib.redirect_stderr(io.StringIO()):  # the quantizer draws tqdm bars on stderr
-            result = None
-            if q.need_calibration:  # a property
-                data = {SIGNATURE: calibration_set(calib, _input_name(fp32), nhwc)}
-                result = q.calibrate(data, num_threads=1)
-            out = q.quantize(result, enable_progress_bar=False, enable_progress_report=False)
+            if precision != "int8":
+                q = quantizer.Quantizer(bytearray(fp32))
+                q.load_quantization_recipe(_recipe(precision))
+                out = q.quantize(None, enable_progress_bar=False, enable_progress_report=False)
+                return Quantized(bytes(out.quantized_model), RECIPES[precision])
+            data = {SIGNATURE: calibration_set(calib, _input_name(fp32), nhwc)}
+            qsvs = calibrate_min_max(fp32, _recipe("int8"), data)
+            kept = zero_risk_divisions(fp32, qsvs)
+            q = quantizer.Quantizer(bytearray(fp32))
+            q.load_quantization_recipe(_recipe("int8", kept))
+            out = q.quantize(qsvs, enable_progress_bar=False, enable_progress_report=False)
     except EdgeError:
         raise
     except Exception as exc:
         raise EdgeError(f"ai-edge-quantizer failed for {precision}: {_first_line(exc)}") from exc
-    return bytes(out.quantized_model)
+    recipe = RECIPES["int8"] + (f" + {len(kept)} ops kept float" if kept else "")
+    return Quantized(bytes(out.quantized_model), recipe, "min_max", kept)
 
 
 def build(model: torch.nn.Module, example: torch.Tensor, precision: str, nhwc: bool,
-          calib: Callable[[], list[torch.Tensor]]) -> bytes:
+          calib: Callable[[], list[torch.Tensor]]) -> Quantized:
     """The .tflite bytes for one precision (fp32 first, then a quantizer pass for the others)."""
-    fp32 = convert_fp32(model, example, nhwc)
-    return fp32 if precision == "fp32" else quantize(fp32, precision, calib, nhwc)
+    with step("litert-torch convert (fp32 .tflite)"):
+        fp32 = convert_fp32(model, example, nhwc)
+    if precision == "fp32":
+        return Quantized(fp32, None)
+    with step(f"ai-edge-quantizer ({precision})"):
+        return quantize(fp32, precision, calib, nhwc)
 
 
 def _quant(detail: dict) -> dict[str, float] | None:
@@ -178,15 +301,25 @@ class TFLiteTarget(Target):
 
     def export(self, model: torch.nn.Module, example: torch.Tensor, opts: ConvertOptions, out_dir: Path,
                calib: Callable[[], list[torch.Tensor]]) -> Artifact:
-        from .tflite_report import build_report
         self.check_options(opts)
         path = Path(out_dir) / FILE_NAME
-        atomic_write(path, build(model, example, opts.precision, opts.nhwc, calib))
-        input_spec, output_spec = io_specs(path, opts.nhwc)
-        report = {"quantization": {"recipe": RECIPES[opts.precision], "input_dtype": input_spec["dtype"],
-                                   "output_dtype": output_spec["dtype"]}, **build_report(path)}
-        return Artifact(file=FILE_NAME, backend=opts.backend or self.backends[0], input_spec=input_spec,
-                        output_spec=output_spec, report=report)
+        built = build(model, example, opts.precision, opts.nhwc, calib)
+        with step("write .tflite, delegate-compatibility report"):
+            atomic_write(path, built.data)
+            return artifact(path, opts, built)
+
+
+def artifact(path: Path, opts: ConvertOptions, built: Quantized) -> Artifact:
+    """The Artifact of a written file: I/O spec and report read back from the file, plus what stayed float."""
+    from .tflite_report import build_report
+    input_spec, output_spec = io_specs(path, opts.nhwc)
+    report = build_report(path)
+    quant = {"recipe": built.recipe, "input_dtype": input_spec["dtype"], "output_dtype": output_spec["dtype"]}
+    if opts.precision == "int8":
+        quant.update({"calibration": built.calibration, "kept_float": built.kept_float,
+                      "full_integer": not report["float_ops"]})
+    return Artifact(file=FILE_NAME, backend=opts.backend or TFLiteTarget.backends[0], input_spec=input_spec,
+                    output_spec=output_spec, report={"quantization": quant, **report})
 
 
 register_target(TFLiteTarget())

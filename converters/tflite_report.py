@@ -210,6 +210,29 @@ def saturated_biases(g: _Graph) -> list[dict[str, Any]]:
     return out
 
 
+BOUNDARY_OPS = frozenset({"QUANTIZE", "DEQUANTIZE"})
+
+
+def float_ops(g: _Graph) -> list[dict[str, Any]] | None:
+    """In a file with an int8 input (full-integer recipe): the ops that still compute in float32.
+
+    Read from the file, so the manifest cannot claim "full integer" when it is not: the quantizer leaves ops it has
+    no int8 kernel for in float (EXP, REDUCE_MAX) and the converter keeps zero-risk DIVs float on purpose.
+    QUANTIZE / DEQUANTIZE are the boundaries of those float islands, not float compute, so they are not listed.
+    None for files whose input is not int8 (fp32, fp16, dynamic_int8: float by design).
+    """
+    if not any(_dtype(g.tensors[i]) == "int8" for i in g.inputs):
+        return None
+    out = []
+    for op in g.ops:
+        if op["op_name"] in BOUNDARY_OPS:
+            continue
+        if any(_dtype(g.tensors[i]) == "float32" for i in _io_tensors(g, op) if i not in g.constants):
+            out.append({"index": int(op["index"]), "op": op["op_name"],
+                        "scope": _scope(g.tensors[op["outputs"][0]]["name"])})
+    return out
+
+
 def build_report(path: str | Path) -> dict[str, Any]:
     """The compatibility report stored in the bundle manifest (JSON-able)."""
     g = _Graph(Path(path))
@@ -240,6 +263,7 @@ def build_report(path: str | Path) -> dict[str, Any]:
         "nnapi_min_android_api": min_api,
         "blocking_ops": {"gpu": gpu_block, "nnapi": nnapi_block},
         "int8_saturated_biases": saturated_biases(g),
+        "float_ops": float_ops(g),
         "sources": {"gpu": GPU_SOURCE, "nnapi": f"{NNAPI_SOURCE}; checked at Android API {NNAPI_TARGET_API}"},
     }
 
@@ -248,4 +272,5 @@ def summary(report: dict[str, Any]) -> str:
     """One line for the convert summary table."""
     return (f"{report['ops']} ops, TRANSPOSE {report['transpose_count']} "
             f"({report['internal_transpose_count']} internal), RESHAPE {report['reshape_count']}, "
-            f"GPU {'ok' if report['gpu_compatible'] else 'no'}, NNAPI {'ok' if report['nnapi_compatible'] else 'no'}")
+            f"GPU {'ok' if report['gpu_compatible'] else 'no'}, NNAPI {'ok' if report['nnapi_compatible'] else 'no'}"
+            + (f", {len(report['float_ops'])} float op(s)" if report.get("float_ops") else ""))

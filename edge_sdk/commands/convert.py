@@ -140,8 +140,8 @@ def _delegation(report: dict) -> str:
         s = report.get("summary") or {}
         return f"ANE ready: {report['ane_ready']}, {s.get('ops', '?')} ops, {s.get('issues', '?')} issue(s)"
     if "gpu_compatible" in report:
-        return (f"{report.get('ops', '?')} ops, GPU {report['gpu_compatible']}, NNAPI {report.get('nnapi_compatible')}"
-                f", {report.get('transpose_count', 0)} TRANSPOSE")
+        from edge_sdk.converters.tflite_report import summary
+        return summary(report)
     return ""
 
 
