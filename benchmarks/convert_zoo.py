@@ -64,7 +64,7 @@ def summarize(result: dict) -> dict:
            "convert_s": result["seconds"], "wall_s": result["wall_s"], "parity": par.get("status"),
            "failures": par.get("failures", []), "reason": par.get("reason")}
     images = par.get("images") or {}
-    row.update({k: images.get(k) for k in ("max_abs_ratio", "cosine_mean", "top1_decisive", "decisive")})
+    row.update({k: images.get(k) for k in ("max_abs_ratio", "cosine_mean", "top1_agreement_decisive", "decisive")})
     if "delegated_subgraphs" in rep:
         row["delegation"] = {"subgraphs": rep["delegated_subgraphs"], "delegated_ops": rep.get("delegated_ops"),
                              "outside": rep.get("non_delegated") or {}}
@@ -106,8 +106,8 @@ def _parity_cell(r: dict) -> str:
         parts.append(f"max-abs {r['max_abs_ratio']:.1e}")
     if r.get("cosine_mean") is not None:
         parts.append(f"cos {r['cosine_mean']:.4f}")
-    if r.get("decisive"):
-        parts.append(f"top-1 {r['top1_decisive']:.0%} of {r['decisive']} decisive")
+    if r.get("decisive") and r.get("top1_agreement_decisive") is not None:
+        parts.append(f"top-1 {r['top1_agreement_decisive']:.0%} of {r['decisive']} decisive")
     return ", ".join(parts)
 
 
