@@ -5,11 +5,16 @@ partitioner -> serialize. Every step is a short function so the tests and the do
 
 Precisions (XNNPACK):
 - fp32: the exported program, fully delegated to XNNPACK.
-- int8: PT2E static quantization with `XNNPACKQuantizer` (symmetric, per-channel weights, per-tensor activations),
-  calibrated on real or generated images; the .pte computes exactly what the simulated-quantized model computes.
+- int8: PT2E static quantization with `XNNPACKQuantizer` (symmetric per-channel int8 weights, per-tensor affine
+  int8 activations from a histogram observer), calibrated on real or generated images; the .pte computes what the
+  simulated-quantized model computes. XNNPACK's quantizer quantizes conv, linear, add, mul, cat and pooling only:
+  normalizers, softmax, bmm, exp/div of the linear attention and the activations (SiLU, Hardswish) stay float
+  inside the same delegate (dequantize -> fp32 op -> quantize). The report lists them (`float_ops`).
 - mixed: only convolutions OUTSIDE attention modules are quantized; every module whose class name contains
-  "Attention" (q/k/v projections, matmuls, softmax) stays float. Vision transformers lose most of their int8
-  accuracy in the attention scores, so this keeps the cheap part float and the expensive convs int8.
+  "Attention" (q/k/v projections, matmuls, softmax) stays float ("convs int8, attention float").
+Measured on the trained tiny zoo (docs/converters.md, "int8 on trained weights"): the int8 error is dominated by
+the per-tensor activation quantization of the convolutional stages (heavy-tailed SiLU outputs feeding depthwise
+and projection convs), not by attention; weights alone (per-channel) cost little.
 Core ML delegate: produced on Linux, but the Linux ExecuTorch runtime has no Core ML backend, so parity is not run.
 """
 from __future__ import annotations
@@ -138,6 +143,58 @@ def quantized_op_count(program: torch.export.ExportedProgram) -> dict[str, int]:
     return dict(counts)
 
 
+# Ops that only move or reshape data (or are identities in eval, like dropout): no work worth listing.
+DATA_MOVEMENT = {"reshape", "view", "permute", "transpose", "slice", "select", "squeeze", "unsqueeze", "clone",
+                 "contiguous", "alias", "flatten", "cat", "getitem", "_assert_tensor_metadata", "dropout"}
+INT8_CAPABLE = {"conv2d", "linear", "add", "mul", "adaptive_avg_pool2d"}  # what XNNPACKQuantizer annotates
+
+
+def _op_name(node: torch.fx.Node) -> str:
+    return str(getattr(node.target, "__name__", node.target)).split(".")[0]
+
+
+def _is_qdq(node: Any, kind: str) -> bool:
+    return isinstance(node, torch.fx.Node) and node.op == "call_function" and kind in str(node.target)
+
+
+def precision_split(program: torch.export.ExportedProgram) -> dict[str, dict[str, int]]:
+    """Compute ops of a PT2E program split into `int8_ops` (int8 in and out) and `float_ops` (the rest).
+
+    XNNPACK runs an op in int8 when it has an int8 kernel for it (conv, linear, add, mul, pooling) and the op reads
+    dequantized tensors and feeds a quantize (a ReLU right after it is fused, as XNNPACKQuantizer's conv_relu /
+    add_relu patterns annotate). Anything else (softmax, bmm, SiLU, Hardswish, div, a conv whose output is not
+    quantized) computes in fp32 between dequantize and quantize. This is what the manifest states as "what stays
+    float".
+    """
+    int8, flt, fused = Counter(), Counter(), set()
+    for n in program.graph.nodes:
+        name = _op_name(n) if n.op == "call_function" else ""
+        if not name or n in fused or _is_qdq(n, "quantize_per") or name in DATA_MOVEMENT:
+            continue
+        out = _fused_relu(n)
+        if _runs_int8(n, name, out):
+            int8[name] += 1
+            fused.add(out)
+        else:
+            flt[name] += 1
+    return {"int8_ops": dict(sorted(int8.items())), "float_ops": dict(sorted(flt.items()))}
+
+
+def _fused_relu(node: torch.fx.Node) -> torch.fx.Node:
+    """The ReLU that follows `node` alone (fused into its int8 kernel), else `node` itself."""
+    users = list(node.users)
+    if len(users) == 1 and users[0].op == "call_function" and _op_name(users[0]) in ("relu", "relu_"):
+        return users[0]
+    return node
+
+
+def _runs_int8(node: torch.fx.Node, name: str, out: torch.fx.Node) -> bool:
+    args = node.args[:2] if name in ("conv2d", "linear") else node.args  # the bias stays fp32 in XNNPACK
+    tensor_in = [a for a in args if isinstance(a, torch.fx.Node)]
+    return (name in INT8_CAPABLE and bool(tensor_in) and all(_is_qdq(a, "dequantize_per") for a in tensor_in)
+            and bool(out.users) and all(_is_qdq(u, "quantize_per") for u in out.users))
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return (text[0] if text else "")[:300]
@@ -183,6 +240,7 @@ class ExecuTorchTarget(Target):
             report = delegation_report(edge, backend)
         if opts.precision in ("int8", "mixed"):
             report["quantize_ops"] = quantized_op_count(program)
+            report.update(precision_split(program))
             report["float_modules"] = sorted(t.__name__ for t in attention_module_types(model)) \
                 if opts.precision == "mixed" else []
         with step("serialize .pte"):

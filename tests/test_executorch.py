@@ -1,140 +1,149 @@
-"""ExecuTorch target: every tiny zoo family lowers to ONE fully delegated XNNPACK subgraph with fp32 parity;
-int8 / mixed quantization with parity numbers; the Core ML delegate .pte is produced (parity not_run on Linux).
+"""ExecuTorch target on the TRAINED tiny zoo: every family x {fp32, int8, mixed} lowers to ONE fully delegated
+XNNPACK subgraph and meets the parity bar (docs/converters.md "Parity"); every family also yields a Core ML
+delegate .pte (fp32, fp16) whose delegation report says everything went to Core ML (parity not_run on Linux).
 
-Conversions are the slow part (~5-25 s each), so each bundle is made once per module and shared by its tests.
+Each (family, backend, precision) is converted once per module (module-scoped cache) and shared by its tests. The
+25 conversions are the whole cost: 507 s measured for the file on 2 cores under load 2-3 (int8 31-59 s, mixed
+12-32 s, fp32 9-17 s, Core ML 7-12 s each); see docs/converters.md for the table.
 """
 from __future__ import annotations
 
 import json
-
 import pytest
 from edge_sdk.converters.base import ConvertOptions, get_target
-from edge_sdk.converters.pipeline import convert
+from edge_sdk.converters.pipeline import ConvertResult, convert
+
+from trained import TINY, trained_tiny
 
 pytestmark = pytest.mark.slow
 
-TINY = ["levit_tiny", "mobilevit_tiny", "mobilevitv2_tiny", "pbhybrid_micro", "cctt_micro"]
-QUANT_FAMILIES = ["levit_tiny"]  # int8 PTQ of the other random-weight tiny models misses the bar: see docs/converters.md
+XNNPACK = ("fp32", "int8", "mixed")
+COREML = ("fp32", "fp16")
+# Calibration is cheap next to prepare/convert/lower (~0.2 s per image); 32 (the CLI default) keeps the
+# histogram ranges stable. With 16 images mobilevit_tiny int8 flips its one near-tie decisive parity image.
+CALIB = 32
 
 
 @pytest.fixture(scope="module")
-def out_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("et")
+def converted(tmp_path_factory):
+    """(family, backend, precision) -> ConvertResult, each converted at most once per module."""
+    out, cache = tmp_path_factory.mktemp("et"), {}
+
+    def get(name: str, backend: str, precision: str) -> ConvertResult:
+        key = (name, backend, precision)
+        if key not in cache:
+            opts = ConvertOptions(precision=precision, backend=backend,
+                                  calib_count=CALIB if precision in ("int8", "mixed") else 32)
+            (cache[key],) = convert(trained_tiny(name), "executorch", opts, out, show_progress=False)
+        return cache[key]
+    return get
 
 
-@pytest.fixture(scope="module", params=TINY)
-def fp32_bundle(request, out_dir):
-    (result,) = convert(request.param, "executorch", ConvertOptions(), out_dir, num_classes=10,
-                        show_progress=False)
-    return result
+@pytest.fixture(scope="module", params=[(f, p) for f in TINY for p in XNNPACK], ids=lambda fp: "-".join(fp))
+def xnn(request, converted):
+    name, precision = request.param
+    return name, precision, converted(name, "xnnpack", precision)
 
 
-def test_fp32_one_fully_delegated_subgraph(fp32_bundle):
-    report = fp32_bundle.report
-    assert report["delegated_subgraphs"] == 1, report
-    assert report["non_delegated"] == {}, f"ops left outside XNNPACK: {report['non_delegated']}"
-    assert report["fully_delegated"] is True
-    assert report["delegated_ops"] > 10
+@pytest.fixture(scope="module", params=[(f, p) for f in TINY for p in COREML], ids=lambda fp: "-".join(fp))
+def coreml(request, converted):
+    name, precision = request.param
+    return name, precision, converted(name, "coreml", precision)
 
 
-def test_fp32_parity_passed(fp32_bundle):
-    p = fp32_bundle.parity
+def test_one_fully_delegated_xnnpack_subgraph(xnn):
+    _, _, r = xnn
+    rep = r.report
+    assert rep["backend"] == "xnnpack"
+    assert rep["delegated_subgraphs"] == 1, rep
+    assert rep["non_delegated"] == {}, f"ops left outside XNNPACK: {rep['non_delegated']}"
+    assert rep["fully_delegated"] is True and rep["delegated_ops"] > 20
+
+
+def test_parity(xnn):
+    name, precision, r = xnn
+    p, img = r.parity, r.parity["images"]
     assert p["status"] == "passed", p["failures"]
-    for name in ("images", "random"):
-        assert p[name]["max_abs_ratio"] <= 1e-4
-        assert p[name]["cosine_min"] > 0.99999
-    assert p["images"]["count"] == 8 and p["random"]["count"] == 4
+    assert img["count"] == 8 and p["random"]["count"] == 4
+    assert img["nonfinite_output"] == 0 and p["random"]["nonfinite_output"] == 0
+    if precision == "fp32":
+        for m in (img, p["random"]):
+            assert m["max_abs_ratio"] <= 1e-4 and m["cosine_min"] > 0.99999
+        return
+    assert p["thresholds"] == {"min_cosine": 0.97, "min_top1": 0.98}
+    assert img["cosine_mean"] >= 0.97 and img["cosine_min"] > 0.95
+    # Trained weights: at least one decisive image, so top-1 is judged, not skipped.
+    assert img["decisive"] >= 1 and img["top1_agreement_decisive"] >= 0.98
+    assert 0 < img["max_abs_ratio"] < 0.5  # quantized: close, never bit-exact
 
 
-def test_fp32_bundle_files(fp32_bundle):
-    files = {p.name for p in fp32_bundle.bundle.iterdir()}
+def test_manifest_and_files(xnn):
+    name, precision, r = xnn
+    files = {f.name for f in r.bundle.iterdir()}
     assert files == {"model.pte", "manifest.json", "labels.txt", "reference.npz"}
-    m = json.loads((fp32_bundle.bundle / "manifest.json").read_text())
-    assert (m["target"], m["backend"], m["precision"]) == ("executorch", "xnnpack", "fp32")
+    assert r.bundle.name == f"{name}-executorch-xnnpack-{precision}"
+    assert (r.bundle / "model.pte").read_bytes()[4:6] == b"ET"
+    m = json.loads((r.bundle / "manifest.json").read_text())
+    assert (m["target"], m["backend"], m["precision"]) == ("executorch", "xnnpack", precision)
     assert m["input"]["shape"] == [1, 3, 64, 64] and m["input"]["layout"] == "NCHW"
     assert m["output"]["shape"] == [1, 10] and m["output"]["kind"] == "logits"
-    assert (fp32_bundle.bundle / "model.pte").read_bytes()[4:6] == b"ET"
-    assert (fp32_bundle.bundle / "reference.npz").stat().st_size < 200_000
+    assert m["model"]["checkpoint_sha256"] is None  # a module was passed, not a file
+    assert m["parity"]["status"] == "passed" and m["report"]["fully_delegated"] is True
+    if precision == "fp32":
+        assert m["conversion"]["calibration"] is None and "quantize_ops" not in m["report"]
+    else:
+        assert m["conversion"]["calibration"] == "generated" and m["conversion"]["calib_count"] == CALIB
 
 
-@pytest.fixture(scope="module", params=[(f, p) for f in QUANT_FAMILIES for p in ("int8", "mixed")],
-                ids=lambda fp: f"{fp[0]}-{fp[1]}")
-def quant_bundle(request, out_dir):
+@pytest.fixture(scope="module", params=[(f, p) for f in TINY for p in XNNPACK[1:]], ids=lambda fp: "-".join(fp))
+def quant(request, converted):
     name, precision = request.param
-    return precision, _quantized(name, precision, out_dir)
+    return name, precision, converted(name, "xnnpack", precision)
 
 
-def _quantized(name: str, precision: str, out_dir):
-    """Seeded, trained-like weights (O(1) activations, decisive logits), so the parity numbers are reproducible."""
-    import torch
-    from edge_sdk.models import create_model
-    from edge_sdk.runtime.realistic import fill_realistic_weights
-    torch.manual_seed(0)
-    model = fill_realistic_weights(create_model(name, num_classes=10), seed=0)
-    opts = ConvertOptions(precision=precision, calib_count=8)
-    (result,) = convert(model, "executorch", opts, out_dir, force=True, show_progress=False)
-    return result
-
-
-def test_mobilevitv2_int8_degrades_and_mixed_recovers_part(out_dir):
-    """Known limit, measured: per-tensor int8 of MobileViTv2's multiplicative separable attention loses accuracy
-    (tiny variant: mean cosine ~0.93, decisive top-1 ~71%); mixed precision (attention float) recovers part of it
-    (~0.95, ~86%). Neither meets the int8 parity bar, and the manifest says so (status failed)."""
-    int8, mixed = (_quantized("mobilevitv2_tiny", p, out_dir / p) for p in ("int8", "mixed"))
-    assert int8.parity["status"] == "failed" and int8.parity["failures"]
-    ci, cm = int8.parity["images"]["cosine_mean"], mixed.parity["images"]["cosine_mean"]
-    assert 0.85 < ci < cm < 0.999
-    assert int8.report["delegated_subgraphs"] == mixed.report["delegated_subgraphs"] == 1
-
-
-def test_quantized_parity_numbers(quant_bundle):
-    precision, r = quant_bundle
-    p = r.parity
-    assert p["status"] == "passed", p["failures"]
-    img = p["images"]
-    if img["decisive"]:
-        assert img["top1_agreement_decisive"] >= 0.98
-    assert img["cosine_mean"] >= 0.97 and img["cosine_min"] > 0.8
-    assert 0 < img["max_abs_ratio"] < 1.0  # quantized: not bit-exact (mobilevitv2_tiny int8: 0.57 on random init)
-    assert r.report["delegated_subgraphs"] >= 1
-
-
-def test_quantized_report(quant_bundle):
-    precision, r = quant_bundle
-    q = r.report["quantize_ops"]
-    assert sum(q.values()) > 0
+def test_quantized_report_says_what_stays_float(quant):
+    name, precision, r = quant
+    rep = r.report
+    assert sum(rep["quantize_ops"].values()) > 0 and rep["int8_ops"]["conv2d"] >= 5
+    assert rep["float_ops"], "every zoo family keeps some ops (activations, softmax, ...) float"
     if precision == "mixed":
-        assert r.report["float_modules"], "mixed must keep the attention modules float"
-    m = json.loads((r.bundle / "manifest.json").read_text())
-    assert m["precision"] == precision and m["conversion"]["calibration"] == "generated"
+        # convs int8 (an add between two int8 convs outside attention runs int8 in XNNPACK too) ...
+        assert set(rep["int8_ops"]) <= {"conv2d", "add"} and rep["int8_ops"].get("add", 0) <= 2, rep["int8_ops"]
+        assert "linear" in rep["float_ops"] or "bmm" in rep["float_ops"]
+        assert any("Attention" in t for t in rep["float_modules"])  # ... attention float
+    else:
+        assert rep["float_modules"] == []
+        assert rep["int8_ops"].get("add", 0) >= 1  # residual adds are int8 too
 
 
-def test_mixed_quantizes_less_than_int8(out_dir):
-    """Same model: mixed leaves attention float, so it has fewer quantize ops than int8 (no conversion needed)."""
-    from edge_sdk.converters.executorch import export_program, make_quantizer
-    from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
-    from edge_sdk.models import create_model
-    model = create_model("levit_tiny", num_classes=10).eval()
-    x = model.example_inputs(1)[0]
-    counts = {}
-    for precision in ("int8", "mixed"):
-        prepared = prepare_pt2e(export_program(model, x).module(), make_quantizer(model, precision))
-        counts[precision] = sum("observer" in n.name or "activation_post_process" in n.name
-                                for n in prepared.graph.nodes)
-    assert 0 < counts["mixed"] < counts["int8"]
+@pytest.mark.parametrize("name", TINY)
+def test_mixed_quantizes_less_than_int8(converted, name):
+    """Same model: mixed leaves attention (and the elementwise ops) float, so fewer int8 ops and quantize nodes.
+
+    No size ordering is asserted: at 20-60k parameters the XNNPACK graph's per-tensor quantization records outweigh
+    the int8 weight savings (measured: int8 .pte 0-4% larger than mixed, about the size of fp32).
+    """
+    int8, mixed = converted(name, "xnnpack", "int8"), converted(name, "xnnpack", "mixed")
+    n_int8, n_mixed = (sum(r.report["int8_ops"].values()) for r in (int8, mixed))
+    assert 0 < n_mixed < n_int8
+    q_int8, q_mixed = (r.report["quantize_ops"]["quantize_per_tensor"] for r in (int8, mixed))
+    assert 0 < q_mixed < q_int8
 
 
-def test_coreml_delegate_pte(out_dir):
-    opts = ConvertOptions(precision="fp16", backend="coreml")
-    (r,) = convert("levit_tiny", "executorch", opts, out_dir, num_classes=10, show_progress=False)
-    assert r.bundle.name == "levit_tiny-executorch-coreml-fp16"
-    assert (r.bundle / "model.pte").stat().st_size > 1000
-    assert r.report["backend"] == "coreml" and r.report["delegated_subgraphs"] >= 1
+def test_coreml_delegate_pte(coreml):
+    name, precision, r = coreml
+    assert r.bundle.name == f"{name}-executorch-coreml-{precision}"
+    assert (r.bundle / "model.pte").read_bytes()[4:6] == b"ET"
+    rep = r.report
+    assert rep["backend"] == "coreml" and rep["delegated_subgraphs"] == 1
+    assert rep["non_delegated"] == {} and rep["fully_delegated"] is True and rep["delegated_ops"] > 20
     assert r.parity["status"] == "not_run" and "Core ML" in r.parity["reason"]
+    m = json.loads((r.bundle / "manifest.json").read_text())
+    assert (m["backend"], m["precision"]) == ("coreml", precision)
 
 
 def test_backend_precision_table():
     t = get_target("executorch")
     assert t.default_precision() == "fp32"
-    assert t.backend_precisions["xnnpack"] == ("fp32", "int8", "mixed")
-    assert "fp16" in t.backend_precisions["coreml"]
+    assert t.backend_precisions["xnnpack"] == XNNPACK
+    assert t.backend_precisions["coreml"] == COREML
