@@ -95,7 +95,10 @@ def _delegation_cell(d: dict) -> str:
         issues = ", ".join(f"{k} x{v}" for k, v in d["issues"].items()) or "no issues"
         return f"ANE ready: {'yes' if d['ane_ready'] else 'no'} ({d['ops']} ops; {issues})"
     gpu, nnapi = ("yes" if d.get(k) else "no" for k in ("gpu_compatible", "nnapi_compatible"))
-    return f"{d.get('ops')} ops, GPU {gpu}, NNAPI {nnapi}, TRANSPOSE {d.get('transpose_count')}"
+    inside = d.get("internal_transpose_count")
+    boundary = (d.get("transpose_count") or 0) - (inside or 0)
+    return (f"{d.get('ops')} ops, GPU {gpu}, NNAPI {nnapi}, TRANSPOSE inside: {inside}"
+            + (f" (+{boundary} at the NCHW input)" if boundary else ""))
 
 
 def _parity_cell(r: dict) -> str:
@@ -131,6 +134,34 @@ def render(data: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _compact_cell(r: dict | None, target: str) -> str:
+    if r is None:
+        return "-"
+    if "error" in r:
+        return f"failed: {r['error'][:60]}"
+    d, size = r["delegation"], f"{r['size_mb']:.1f} MB"
+    if target == "coreml":
+        return f"{size}, ANE ready: {'yes' if d['ane_ready'] else 'no'}"
+    verdict = r.get("parity") or "?"
+    if target == "executorch":
+        outside = "nothing outside" if not d["outside"] else f"{sum(d['outside'].values())} ops outside"
+        return f"{size}, {d['subgraphs']} subgraph, {outside}, parity {verdict} ({r['max_abs_ratio']:.0e})"
+    gpu = "GPU+NNAPI ok" if d.get("gpu_compatible") and d.get("nnapi_compatible") else "GPU/NNAPI blocked"
+    return (f"{size}, {d.get('internal_transpose_count')} TRANSPOSE inside, {gpu}, parity {verdict} "
+            f"({r['max_abs_ratio']:.0e})")
+
+
+def render_compact(data: dict) -> str:
+    """One row per model, default precision per target (the README table)."""
+    rows = data["rows"]
+    lines = ["| model | ExecuTorch XNNPACK fp32 | TFLite fp32 | Core ML fp16 (iOS17) |", "|---|---|---|---|"]
+    for model in sorted({k.split("|")[0] for k in rows}):
+        cells = [_compact_cell(rows.get(f"{model}|{t}|{p}"), t)
+                 for t, p in (("executorch", "fp32"), ("tflite", "fp32"), ("coreml", "fp16"))]
+        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def machine() -> dict:
     from edge_sdk.bench import machine_info
     info = machine_info()
@@ -161,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
                     data["rows"][key] = summarize(convert_cli(model, target, precision, Path(tmp)))
                     print(key, json.dumps(data["rows"][key])[:200], flush=True)
                     save(data)
-    (ROOT / "results" / "convert_zoo.md").write_text(render(data))
+    (ROOT / "results" / "convert_zoo.md").write_text(render(data) + "\n## One row per model\n\n"
+                                                      + render_compact(data))
     return 0
 
 

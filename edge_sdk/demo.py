@@ -84,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="demo-out", type=Path)
     ap.add_argument("--budget-ms", default=50.0, type=float)
     args = ap.parse_args(argv)
+    from edge_sdk.cli import quiet_toolchain_logs
+    quiet_toolchain_logs()
     console.rule("1/3 the zoo")
     run_zoo()
     console.rule(f"2/3 convert {args.model} to every target, then validate")
