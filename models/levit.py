@@ -103,7 +103,11 @@ class LeViTAttention(nn.Module):
         for i in range(self.heads):
             attn = torch.bmm(q[i], k[i].transpose(1, 2)) * self.scale + bias[i:i + 1]  # (B, Nq, Nk)
             outs.append(torch.bmm(attn.softmax(dim=-1), v[i]))  # (B, Nq, dv)
-        return self.proj(from_tokens(cat_channels(outs), ho, wo))  # (B, heads*dv, h', w') -> (B, out, h', w')
+        # proj = (Hardswish, ConvBN): the activation runs on the tokens, so from_tokens feeds the conv directly.
+        # Elementwise, it commutes with the permute (same function); written after it, litert-torch's greedy layout
+        # pass (used for graphs too large for its min-cut pass, e.g. levit_384) kept it NCHW and paid 2 TRANSPOSEs.
+        act, conv = self.proj
+        return conv(from_tokens(act(cat_channels(outs)), ho, wo))  # (B, N', heads*dv) -> (B, out, h', w')
 
     @torch.no_grad()
     def reparameterize(self) -> None:
