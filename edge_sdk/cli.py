@@ -27,16 +27,19 @@ COMMAND_MODULES = {
 
 # Toolchain loggers that warn at import time about things this project pins or does not use (coremltools: untested
 # torch/scikit-learn versions, no Core ML runtime on Linux; torchao: CUDA kernels absent on a CPU build; torch:
-# a pytree deprecation), and their FutureWarnings. Kept at ERROR so a command's output is the command's; EDGE_SDK_DEBUG=1 shows them.
+# a pytree deprecation), and their FutureWarnings. Kept at ERROR so a command's output is the command's own;
+# EDGE_SDK_DEBUG=1 shows them.
 NOISY_LOGGERS = ("coremltools", "torchao", "torch.utils._pytree")
 
 
 def quiet_toolchain_logs() -> None:
+    """Called before any toolchain import (env vars are read at import time); a no-op with EDGE_SDK_DEBUG set."""
     if not os.environ.get("EDGE_SDK_DEBUG"):
-        # TensorFlow / LiteRT C++ INFO and WARNING lines (oneDNN notes, op counts, delegate creation)
+        # TensorFlow's C++ INFO/WARNING lines (op counts, oneDNN notes) during litert-torch conversion. TF only folds
+        # constants there, so turning its oneDNN kernels off (which also silences their notice) changes no result.
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         os.environ.setdefault("GLOG_minloglevel", "2")
-        os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # TF only folds constants here; its oneDNN notice goes
+        os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
         warnings.filterwarnings("ignore", category=FutureWarning)
         for name in NOISY_LOGGERS:
             logging.getLogger(name).setLevel(logging.ERROR)
