@@ -180,6 +180,8 @@ def main() -> int:
     ap.add_argument("--peak-worker", nargs=2, help=argparse.SUPPRESS)
     ap.add_argument("--convert-worker", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    from edge_sdk.cli import quiet_toolchain_logs
+    quiet_toolchain_logs()  # before any toolchain import, also in the worker processes
     if args.convert_worker:
         convert_worker(*args.convert_worker)
         return 0

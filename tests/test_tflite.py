@@ -27,12 +27,12 @@ PRECISIONS = ("fp32", "fp16", "dynamic_int8", "int8")
 # Measured (trained weights, pipeline calibration): the ops each family's int8 file keeps in float32, by op type.
 # EXP / REDUCE_MAX: the quantizer has no int8 kernel (MobileViT softmax). DIV + ADD + BATCH_MATMUL: per head of the
 # ReLU linear attention, the normalizer `den + eps` that int8 rounds to the DIV's zero point, the DIV, and its
-# numerator `q @ kv` (converters/tflite.py, zero_risk_divisions).
+# numerator `q @ kv` (converters/tflite.py, zero_risk_divisions: every DIV by a computed denominator stays float).
 QUANTIZER_FLOAT = ("EXP", "REDUCE_MAX")
 INT8_FLOAT_OPS: dict[str, dict[str, int]] = {
     "levit_tiny": {},
-    "mobilevit_tiny": {"REDUCE_MAX": 2, "EXP": 2},
-    "mobilevitv2_tiny": {"EXP": 3},
+    "mobilevit_tiny": {"REDUCE_MAX": 2, "EXP": 2, "DIV": 2},  # softmax as EXP / sum: a computed denominator
+    "mobilevitv2_tiny": {"EXP": 3, "DIV": 3},  # softmax normalizer avg_pool(e): a computed denominator
     "pbhybrid_micro": {"DIV": 7, "ADD": 7, "BATCH_MATMUL": 7},
     "cctt_micro": {"DIV": 2, "ADD": 2, "BATCH_MATMUL": 2},
 }
