@@ -23,7 +23,7 @@ demo: $(STAMP)
 	$(BIN)/python -m edge_sdk.demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n $(JOBS) --durations=15
+	$(BIN)/python -m pytest -q -n $(JOBS) --dist loadfile --durations=20
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_zoo.py
