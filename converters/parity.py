@@ -202,6 +202,9 @@ def summary(parity: Mapping[str, Any]) -> str:
     img = parity.get("images") or {}
     if "max_abs_ratio" in (parity.get("thresholds") or {}):
         return f"{status} (rel err {img.get('max_abs_ratio', float('nan')):.1e})"
+    cos = f"cos {img.get('cosine_min', float('nan')):.4f}"
+    if img.get("decisive") == 0:  # near-tied logits (random weights): top-1 is not judged, only the cosine
+        return f"{status} (top1 not judged: 0 decisive, {cos})"
     agree = img.get("top1_agreement_decisive")
     agree = img.get("top1_agreement") if agree is None else agree
-    return f"{status} (top1 {agree:.0%}, cos {img.get('cosine_min', float('nan')):.4f})"
+    return f"{status} (top1 {agree:.0%}, {cos})"

@@ -156,3 +156,13 @@ def test_non_finite_outputs_fail_parity():
     fails = parity.verdict("int8", parity.compare(bad, ref), parity.compare(ref, ref), parity.thresholds_for("int8"))
     assert any("reference" in f for f in fails)
     assert parity.verdict("fp32", parity.compare(ref, ref), parity.compare(ref, ref), thresholds) == []
+
+
+def test_summary_says_when_top1_was_not_judged():
+    """Random-weight logits are near-ties: '0% top-1' next to cosine 0.99998 would read as a failure."""
+    from edge_sdk.converters.parity import summary
+    tied = {"status": "passed", "thresholds": {"min_cosine": 0.97, "min_top1": 0.98},
+            "images": {"cosine_min": 0.99997, "top1_agreement": 0.0, "decisive": 0, "top1_agreement_decisive": None}}
+    assert summary(tied) == "passed (top1 not judged: 0 decisive, cos 1.0000)"
+    judged = {**tied, "images": {**tied["images"], "decisive": 5, "top1_agreement_decisive": 1.0}}
+    assert summary(judged) == "passed (top1 100%, cos 1.0000)"
