@@ -78,25 +78,13 @@ class Family:
 
 
 def run_litert(path: Path, x: torch.Tensor, nhwc: bool) -> np.ndarray:
-    """Feed normalized NCHW float inputs one by one the way an app would (layout, int8 quantization)."""
-    from ai_edge_litert.interpreter import Interpreter
-    interp = Interpreter(model_path=str(path), num_threads=1)
-    interp.allocate_tensors()
-    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
-    outs = []
-    for xi in x.split(1):
-        a = (T.to_nhwc(xi) if nhwc else xi).numpy()
-        if inp["dtype"] == np.int8:
-            scale, zp = inp["quantization"]
-            a = np.clip(np.round(a / scale) + zp, -128, 127).astype(np.int8)
-        interp.set_tensor(inp["index"], a)
-        interp.invoke()
-        y = interp.get_tensor(out["index"])
-        if out["dtype"] == np.int8:
-            scale, zp = out["quantization"]
-            y = (y.astype(np.float32) - zp) * scale
-        outs.append(y)
-    return np.concatenate(outs)
+    """The runtime harness's Predictor on the file (layout, int8 (de)quantization), fed with the spec read back from
+    the file exactly as `export` writes it into the manifest: what an app and the pipeline's parity run."""
+    from edge_sdk.runtime.engines import open_tflite
+    from edge_sdk.runtime.predictor import Predictor
+    input_spec, output_spec = T.io_specs(path, nhwc)
+    predictor = Predictor(open_tflite(path), {**input_spec, "crop": int(x.shape[-1])}, output_spec, None, "tflite")
+    return predictor.run(x.numpy())
 
 
 @pytest.fixture(scope="module", params=TINY)
