@@ -26,7 +26,9 @@ import datetime as _dt
 import hashlib
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +64,9 @@ def now_iso() -> str:
 
 def check_writable(dest: Path, force: bool) -> None:
     """Refuse an existing bundle without `force`, a non-bundle folder, and an unwritable parent, before any work."""
+    if dest.exists() and not dest.is_dir():
+        raise UsageError(f"{dest} is a file, not a bundle directory; refusing to replace it (remove it or choose "
+                         "another output)")
     if dest.exists() and not force:
         raise UsageError(f"{dest} already exists; pass --force to replace it")
     if dest.exists() and not (dest / MANIFEST).is_file() and any(dest.iterdir()):
@@ -84,15 +89,60 @@ def write_bundle(dest: str | Path, fill: Callable[[Path], dict[str, Any]], force
     """
     dest = Path(dest).absolute()
     check_writable(dest, force)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
+    remove_stale_partials(dest.parent)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.pid{os.getpid()}.", suffix=".partial", dir=dest.parent))
+    (tmp / PARTIAL_OWNER).write_text(f"{socket.gethostname()} {os.getpid()}\n", encoding="utf-8")
     try:
         manifest = fill(tmp)
         finish_manifest(tmp, manifest)
+        (tmp / PARTIAL_OWNER).unlink(missing_ok=True)
         _swap_in(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return dest
+
+
+PARTIAL_OWNER = ".owner"  # inside a temp bundle folder: "<host> <pid>" of the conversion writing it
+_PARTIAL_RE = re.compile(r"^\..+\.pid(\d+)\.[^.]+\.partial$")
+
+
+def remove_stale_partials(folder: Path) -> list[Path]:
+    """Delete temp bundle folders (`.NAME.pid<PID>.*.partial`) left by killed conversions on this host.
+
+    Why: a conversion killed with SIGKILL (or a power loss) cannot clean up after itself. A folder is removed only
+    when its owner marker names this host and a process id that no longer runs, so a conversion still in progress
+    (here or on another machine sharing the folder) is never touched. Returns the removed folders.
+    """
+    removed = []
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _PARTIAL_RE.match(entry.name)
+        if not match or entry.is_symlink() or not entry.is_dir():
+            continue
+        try:
+            host, pid = (entry / PARTIAL_OWNER).read_text(encoding="utf-8").split()
+        except (OSError, ValueError, UnicodeDecodeError):
+            continue
+        if host == socket.gethostname() and pid == match.group(1) and not _process_alive(int(pid)):
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
 
 
 def finish_manifest(folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:

@@ -6,6 +6,9 @@ center crop `crop`, scale to [0, 1], normalize with mean/std, HWC->CHW.
 """
 from __future__ import annotations
 
+import os
+import re
+import struct
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -17,15 +20,77 @@ from edge_sdk.errors import EdgeError
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """Decode an image file to HxWx3 uint8 BGR; EdgeError when missing or undecodable."""
+MAX_IMAGE_PIXELS = 64_000_000  # 64 MP (e.g. 8000x8000, ~190 MB decoded); EDGE_SDK_MAX_IMAGE_PIXELS overrides
+
+
+def max_image_pixels() -> int:
+    """The pixel limit `read_image` enforces: EDGE_SDK_MAX_IMAGE_PIXELS if set (an integer >= 1), else 64 MP."""
+    raw = os.environ.get("EDGE_SDK_MAX_IMAGE_PIXELS")
+    if not raw:
+        return MAX_IMAGE_PIXELS
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise EdgeError(f"EDGE_SDK_MAX_IMAGE_PIXELS must be an integer >= 1, got {raw!r}")
+    return value
+
+
+def image_header_size(path: Path) -> tuple[int, str] | None:
+    """(pixels, "WxH") from the file's header without decoding the pixels (Pillow opens lazily); None when Pillow
+    does not know the format (OpenCV may still decode it, under its own pixel limit)."""
+    import warnings
+
+    from PIL import Image, UnidentifiedImageError
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # DecompressionBombWarning: the limit below is ours
+        try:
+            with Image.open(path) as im:
+                w, h = int(im.size[0]), int(im.size[1])
+                return w * h, f"{w}x{h}"
+        except Image.DecompressionBombError as exc:  # Pillow's hard limit (2x 89 MP), far over ours
+            found = re.search(r"\((\d+) pixels\)", str(exc))
+            pixels = int(found.group(1)) if found else 2**62
+            return pixels, f"{pixels} pixels"
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError, struct.error, EOFError):
+            return None
+
+
+def read_image(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
+    """Decode an image file to HxWx3 uint8 BGR; EdgeError (one line) when it cannot or should not be decoded.
+
+    The header's size is read first and images over `max_pixels` (default `max_image_pixels()`) are refused before
+    any pixel is decoded: a 92-byte PNG can claim 100000x100000. 16-bit, grey, palette, alpha and CMYK files come
+    out as 8-bit BGR (OpenCV's IMREAD_COLOR conversion).
+    """
     path = Path(path)
+    if path.is_dir():
+        raise EdgeError(f"{path} is a directory, not an image file (pass the image files inside it)")
     if not path.is_file():
         raise EdgeError(f"image not found: {path}")
+    if path.stat().st_size == 0:
+        raise EdgeError(f"cannot decode image {path}: the file is empty")
+    limit = max_image_pixels() if max_pixels is None else int(max_pixels)
+    size = image_header_size(path)
+    if size is not None:
+        pixels, shown = size
+        if pixels < 1:
+            raise EdgeError(f"cannot decode image {path}: its header says {shown} pixels")
+        if pixels > limit:
+            raise EdgeError(f"image {path} is {shown} ({pixels / 1e6:.0f} megapixels), over the limit of "
+                            f"{limit / 1e6:g} megapixels; set EDGE_SDK_MAX_IMAGE_PIXELS to allow more")
     data = np.fromfile(str(path), dtype=np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if img is None:
-        raise EdgeError(f"cannot decode image {path}")
+    try:
+        img = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    except cv2.error as exc:
+        detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
+        raise EdgeError(f"cannot decode image {path}: {detail[:200]}") from None
+    if img is None or img.ndim != 3 or img.shape[2] != 3 or img.size == 0:
+        raise EdgeError(f"cannot decode image {path} (truncated, corrupt, or a format OpenCV cannot read)")
+    if img.shape[0] * img.shape[1] > limit:  # a format Pillow could not size
+        raise EdgeError(f"image {path} is {img.shape[1]}x{img.shape[0]}, over the limit of {limit / 1e6:g} "
+                        "megapixels; set EDGE_SDK_MAX_IMAGE_PIXELS to allow more")
     return img
 
 
