@@ -6,6 +6,7 @@ plus, for training checkpoints, optimizer/scheduler/EMA state. A bare state dict
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 from typing import Any
 
@@ -31,21 +32,45 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"checkpoint not found: {path}")
+    if path.stat().st_size == 0:
+        raise EdgeError(f"cannot read checkpoint {path}: the file is empty")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated zip, pickle with code, random bytes
-        raise EdgeError(f"cannot read checkpoint {path}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from exc
+        raise EdgeError(f"cannot read checkpoint {path}: {_load_failure(exc)}") from exc
     if not isinstance(obj, dict):
         raise EdgeError(f"checkpoint {path} does not hold a state dict")
     return obj
+
+
+def _load_failure(exc: Exception) -> str:
+    """Why weights-only loading refused a file, in one line that keeps the reason (torch's message is a page).
+
+    A refused GLOBAL means the pickle asks to import and call Python code: say which one, and that it may run code.
+    """
+    text = str(exc)
+    refused = re.search(r"GLOBAL ([\w.]+)", text)
+    if refused:
+        return (f"it needs the Python global {refused.group(1)}, which weights-only loading refuses: unpickling this "
+                "file may run code. Load it only if you trust its source (and re-save its state_dict)")
+    if "Weights only load failed" in text:
+        detail = [ln.strip() for ln in text.splitlines()[1:] if ln.strip() and "torch.load" not in ln
+                  and "weights_only" not in ln]
+        return f"weights-only unpickling refused it: {detail[0] if detail else 'unsupported content'}"
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return f"{type(exc).__name__}: {first} (truncated or not a PyTorch checkpoint?)"
 
 
 def state_dict_of(ckpt: dict[str, Any], prefer_ema: bool = True) -> dict[str, torch.Tensor]:
     """The model weights in a checkpoint (EMA weights first when present: they are the ones evaluated)."""
     for key in (("ema", "state_dict", "model_state") if prefer_ema else ("state_dict", "model_state")):
         if isinstance(ckpt.get(key), dict):
-            return ckpt[key]
-    if all(isinstance(v, torch.Tensor) for v in ckpt.values()):
+            state = ckpt[key]
+            bad = [k for k, v in state.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
+            if bad:
+                raise EdgeError(f"checkpoint '{key}' holds entries that are not named tensors: {_short(bad[:3])}")
+            return state
+    if ckpt and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in ckpt.items()):
         return ckpt
     raise EdgeError("checkpoint holds no model weights (no 'state_dict')")
 
@@ -87,12 +112,55 @@ def save_weights(model: nn.Module, path: str | Path, overrides: dict[str, Any] |
     return atomic_torch_save(ckpt, path)
 
 
+MAX_CLASSES = 100_000  # far above any classifier this project builds; 10**15 would allocate the head first
+
+
+def check_meta(meta: dict[str, Any], path: str | Path) -> tuple[str, int, dict[str, Any]]:
+    """Types and ranges of a checkpoint's model description, checked before anything is built from it."""
+    name, classes, overrides = meta.get("name"), meta.get("num_classes"), meta.get("overrides")
+    if not isinstance(name, str) or not name:
+        raise EdgeError(f"checkpoint {path}: model name must be a non-empty string, got {_short(name)}")
+    if isinstance(classes, bool) or not isinstance(classes, int) or not 1 <= classes <= MAX_CLASSES:
+        raise EdgeError(f"checkpoint {path}: num_classes must be an integer from 1 to {MAX_CLASSES}, "
+                        f"got {_short(classes)}")
+    overrides = {} if overrides is None else overrides
+    if not isinstance(overrides, dict) or not all(isinstance(k, str) and k.isidentifier() for k in overrides):
+        raise EdgeError(f"checkpoint {path}: overrides must map option names to values, got {_short(overrides)}")
+    return name, classes, overrides
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _fits_weights(name: str, classes: int, kw: dict[str, Any], state: dict[str, Any], path: str | Path) -> None:
+    """Build the described model on the meta device (no memory) and compare its tensor shapes with the file's, so
+    hostile sizes in the metadata are refused before a real model is allocated."""
+    from .registry import create_model
+    with torch.device("meta"):
+        shell = create_model(name, num_classes=classes, **kw)
+    own = {k: tuple(v.shape) for k, v in shell.state_dict().items()}
+    theirs = {k: tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)}
+    if own != theirs:
+        bad = sorted(set(own) ^ set(theirs)) or sorted(k for k in own if own[k] != theirs.get(k))
+        raise UsageError(f"checkpoint {path}: its metadata describes a model whose weights do not match the "
+                         f"file's ({', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''})")
+
+
 def model_from_checkpoint(path: str | Path, **overrides: Any) -> nn.Module:
     """Rebuild the model a checkpoint describes and load its weights (for `edge-sdk convert CHECKPOINT`)."""
     from .registry import create_model
-    meta = model_meta(read_checkpoint(path))
+    ckpt = read_checkpoint(path)
+    meta = model_meta(ckpt)
     if meta is None:
         raise UsageError(f"{path} is not an edge-sdk checkpoint (no model name inside); "
                          "pass the model name and --checkpoint instead")
-    kw = {**meta.get("overrides", {}), **overrides}
-    return create_model(meta["name"], num_classes=meta["num_classes"], checkpoint=path, **kw)
+    name, classes, saved = check_meta(meta, path)
+    kw = {**saved, **overrides}
+    try:
+        _fits_weights(name, classes, kw, state_dict_of(ckpt), path)
+    except (TypeError, ValueError, AssertionError, RuntimeError, IndexError, KeyError) as exc:
+        raise UsageError(f"checkpoint {path}: invalid model configuration {_short(kw)}: {type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0][:200] if str(exc) else ''}") from exc
+    return create_model(name, num_classes=classes, checkpoint=path, **kw)

@@ -3,10 +3,15 @@
 Used both by converters (parity right after conversion) and by the Predictor harness. Inputs/outputs here are raw
 tensors in the model file's own layout and dtype; preprocessing and layout live in the Predictor.
 
-Native runtimes can crash on malformed files, so each opener checks the file identifier first.
+Native runtimes can crash on malformed files, so each opener checks the file identifier (and, for .pte, the header
+sizes) first, ExecuTorch's log sink is made byte-safe, and outputs are checked for NaN/inf. tests/fuzz/ measures
+what still gets through (docs/runtime.md, "Untrusted files").
 """
 from __future__ import annotations
 
+import atexit
+import ctypes
+import logging
 import platform
 from pathlib import Path
 from typing import Callable
@@ -62,25 +67,174 @@ def executorch_threads() -> int | None:
 
 
 def open_executorch(path: str | Path, threads: int | None = None) -> RunFn:
-    """Load a .pte with ExecuTorch's Python runtime (XNNPACK is built in)."""
+    """Load a .pte with ExecuTorch's Python runtime (XNNPACK is built in), safely for untrusted files.
+
+    Before native code reads the file: the identifier and the extended header's sizes are checked, ExecuTorch's log
+    sink is made byte-safe (see `install_safe_executorch_log_sink`) and the program is loaded with full flatbuffer
+    verification. Inputs are checked against the program's own method metadata before every execute.
+    """
     path = Path(path)
     check_identifier(path, PTE_IDENT_PREFIX, "ExecuTorch .pte", prefix=True)
+    check_pte_layout(path)
+    try:
+        import torch
+        from executorch.runtime import Runtime, Verification
+    except ImportError as exc:
+        raise EdgeError(f"running a .pte needs torch and executorch ({exc.name or exc} is missing): "
+                        "pip install 'edge-sdk[convert]'") from exc
+    install_safe_executorch_log_sink()
     set_executorch_threads(threads)
-    import torch
-    from executorch.runtime import Runtime
     global _ET_LOADED
     _ET_LOADED = True
+    _ET_ERRORS.clear()
     try:
-        method = Runtime.get().load_program(str(path)).load_method("forward")
+        program = Runtime.get().load_program(str(path), verification=Verification.InternalConsistency)
+        if "forward" not in program.method_names:
+            raise EdgeError(f"{path.name} has no 'forward' method (has: {', '.join(sorted(program.method_names))})")
+        method = program.load_method("forward")
+        expected = _executorch_inputs(method.metadata)
+    except EdgeError:
+        raise
     except Exception as exc:
-        raise EdgeError(f"ExecuTorch could not load {path.name} (truncated or corrupt program?): "
-                        f"{str(exc).splitlines()[0][:300]}") from exc
+        why = _ET_ERRORS[0][:300] if _ET_ERRORS else _first_line(exc)
+        raise EdgeError(f"ExecuTorch could not load {path.name} (truncated or corrupt program?): {why}") from exc
 
     def run(x: np.ndarray) -> np.ndarray:
-        out = method.execute([torch.from_numpy(np.ascontiguousarray(x))])
-        return out[0].detach().numpy().copy()
+        _check_executorch_input(x, expected)
+        try:
+            out = method.execute([torch.from_numpy(np.ascontiguousarray(x))])
+        except Exception as exc:
+            raise EdgeError(f"ExecuTorch failed to run {path.name}: {_first_line(exc)}") from exc
+        if not out or not isinstance(out[0], torch.Tensor):
+            raise EdgeError(f"{path.name} returned no tensor output")
+        return check_finite(out[0].detach().numpy().copy(), path.name)
 
     return run
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:500]
+
+
+def check_finite(y: np.ndarray, name: str) -> np.ndarray:
+    """A model that outputs NaN or inf has no meaningful top-k: fail instead of printing `nan`."""
+    if np.issubdtype(y.dtype, np.floating) and not np.isfinite(y).all():
+        bad = int(np.size(y) - np.isfinite(y).sum())
+        raise EdgeError(f"{name} produced {bad} non-finite output value(s) (NaN/inf); the model file or its "
+                        "weights are broken")
+    return y
+
+
+# ExecuTorch ScalarType codes (runtime/core/portable_type/scalar_type.h) of the dtypes a bundle can feed.
+_ET_DTYPES = {0: np.dtype(np.uint8), 1: np.dtype(np.int8), 2: np.dtype(np.int16), 3: np.dtype(np.int32),
+              4: np.dtype(np.int64), 5: np.dtype(np.float16), 6: np.dtype(np.float32), 7: np.dtype(np.float64),
+              11: np.dtype(np.bool_)}
+
+
+def _executorch_inputs(meta) -> list[tuple[tuple[int, ...], np.dtype | None]]:  # noqa: ANN001
+    """(shape, dtype) of every user input, read from the program (a bundle's manifest may no longer match it)."""
+    specs = []
+    for i in range(meta.num_inputs()):
+        info = meta.input_tensor_meta(i)
+        specs.append((tuple(int(d) for d in info.sizes()), _ET_DTYPES.get(int(info.dtype()))))
+    return specs
+
+
+def _check_executorch_input(x: np.ndarray, expected: list[tuple[tuple[int, ...], np.dtype | None]]) -> None:
+    """Refuse what ExecuTorch would reject as `set_inputs() failed 0x10`, naming both shapes."""
+    if len(expected) != 1:
+        raise EdgeError(f"the program's forward method takes {len(expected)} inputs; bundles feed exactly one")
+    shape, dtype = expected[0]
+    if tuple(x.shape) != shape or (dtype is not None and x.dtype != dtype):
+        want = f"{dtype.name if dtype is not None else '?'}{list(shape)}"
+        raise EdgeError(f"the program expects input {want}, got {x.dtype.name}{list(x.shape)} (does the manifest's "
+                        "crop, layout or dtype still match the model file?)")
+
+
+def check_pte_layout(path: Path) -> None:
+    """The extended header ('eh00' at bytes 8..12) states the program and segment sizes: they must fit the file.
+
+    ExecuTorch bounds-checks these itself; checking here gives a clear message for the most common damage
+    (a truncated download) before any native code runs.
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(40)
+    if head[8:12] != b"eh00" or len(head) < 32:
+        return  # no extended header: a program without segments
+    header_len = int.from_bytes(head[12:16], "little")
+    program_size = int.from_bytes(head[16:24], "little")
+    segment_base = int.from_bytes(head[24:32], "little")
+    segment_size = int.from_bytes(head[32:40], "little") if header_len >= 32 and len(head) >= 40 else 0
+    if program_size > size or segment_base > size or segment_base + segment_size > size:
+        raise EdgeError(f"{path} is truncated or corrupt: its header describes {max(program_size, segment_base + segment_size)} "
+                        f"bytes, the file has {size}")
+
+
+_SAFE_SINK: bool | None = None  # None: not tried yet; True: ExecuTorch logs go through `_emit_executorch_log`
+_SINK_KEEP: list = []  # the ctypes callback must live as long as the library can call it
+ET_LOGGER = logging.getLogger("edge_sdk.executorch")  # ExecuTorch's C++ log lines, as bytes-safe text
+_ET_ERRORS: list[str] = []  # the last error lines ExecuTorch logged: the first one says why a load failed
+_ET_LEVELS = {ord("D"): logging.DEBUG, ord("I"): logging.INFO, ord("E"): logging.ERROR, ord("F"): logging.CRITICAL}
+
+
+def _emit_executorch_log(timestamp: int, level: int, filename: bytes | None, function: bytes | None, line: int,
+                         message: int | None, length: int) -> None:
+    """ExecuTorch's log callback: never raises into C++ (that is std::terminate), decodes with backslashreplace."""
+    try:
+        text = ctypes.string_at(message).decode("utf-8", "backslashreplace") if message else ""
+        where = (filename or b"?").decode("utf-8", "backslashreplace").rsplit("/", 1)[-1]
+        lvl = _ET_LEVELS.get(level, logging.WARNING)
+        if lvl >= logging.ERROR:
+            _ET_ERRORS.append(text)
+            del _ET_ERRORS[:-8]
+        ET_LOGGER.log(lvl, "%s:%d] %s", where, line, text)
+    except BaseException:  # noqa: BLE001 - an exception here would abort the process
+        pass
+
+
+def install_safe_executorch_log_sink() -> bool:
+    """Replace ExecuTorch's C++ log sink by one that cannot abort the process; idempotent.
+
+    Why: the pip pybindings register a sink that writes to std::cerr, which pybind11 redirects to sys.stderr
+    during every call. A message built from a file's bytes (e.g. XNNPACK's "version identifier '%.4s'" for a
+    damaged delegate blob) is not valid UTF-8; decoding it raises inside C++ and std::terminate aborts the process.
+    ExecuTorch's log level is fixed at compile time, so the message cannot be suppressed, only received safely.
+    The sink is a slot of the PAL table (`executorch::runtime::get_pal_impl()`); it is overwritten only after the
+    table's other slots are checked to hold the default `et_pal_*` functions (so the layout is the one this code
+    knows). Messages go to the `edge_sdk.executorch` logger. At exit the slot gets the runtime's own C sink
+    (`et_pal_emit_log_message`, fprintf) so no Python callback runs after the interpreter is gone. Returns False,
+    changing nothing, if the library does not look like that.
+    """
+    global _SAFE_SINK
+    if _SAFE_SINK is not None:
+        return _SAFE_SINK
+    _SAFE_SINK = False
+    try:
+        import executorch.extension.pybindings.portable_lib as portable_lib
+        lib_path = Path(portable_lib.__file__).resolve().parents[2] / "lib" / "libexecutorch.so"
+        lib = ctypes.CDLL(str(lib_path), mode=getattr(ctypes, "RTLD_NOLOAD", 4) | ctypes.RTLD_GLOBAL)
+        get_pal = lib["_ZN10executorch7runtime12get_pal_implEv"]
+        get_pal.restype = ctypes.c_void_p
+        table = get_pal()
+        defaults = ["et_pal_init", "et_pal_abort", "et_pal_current_ticks", "et_pal_ticks_to_ns_multiplier",
+                    None, "et_pal_allocate", "et_pal_free"]
+        slots = [ctypes.c_void_p.from_address(table + 8 * i) for i in range(len(defaults))]
+        for slot, name in zip(slots, defaults):
+            if name is not None and slot.value != ctypes.cast(lib[name], ctypes.c_void_p).value:
+                return False
+        c_sink = ctypes.cast(lib["et_pal_emit_log_message"], ctypes.c_void_p).value
+    except (OSError, AttributeError, ImportError):
+        return False
+    proto = ctypes.CFUNCTYPE(None, ctypes.c_uint64, ctypes.c_int, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_size_t,
+                             ctypes.c_void_p, ctypes.c_size_t)
+    callback = proto(_emit_executorch_log)
+    _SINK_KEEP.append(callback)
+    slots[4].value = ctypes.cast(callback, ctypes.c_void_p).value
+    atexit.register(lambda: setattr(slots[4], "value", c_sink))
+    _SAFE_SINK = True
+    return True
 
 
 def open_tflite(path: str | Path, threads: int | None = None) -> RunFn:
@@ -93,16 +247,21 @@ def open_tflite(path: str | Path, threads: int | None = None) -> RunFn:
         interp.allocate_tensors()
     except Exception as exc:
         raise EdgeError(f"LiteRT could not load {path.name} (truncated or corrupt model?): "
-                        f"{str(exc).splitlines()[0][:300]}") from exc
-    inp = interp.get_input_details()[0]
-    out = interp.get_output_details()[0]
+                        f"{_first_line(exc)}") from exc
+    ins, outs = interp.get_input_details(), interp.get_output_details()
+    if len(ins) != 1 or len(outs) < 1:
+        raise EdgeError(f"{path.name} has {len(ins)} inputs and {len(outs)} outputs; bundles need 1 input")
+    inp, out = ins[0], outs[0]
 
     def run(x: np.ndarray) -> np.ndarray:
         if tuple(x.shape) != tuple(inp["shape"]) or x.dtype != inp["dtype"]:
             raise EdgeError(f"input must be {inp['dtype'].__name__}{list(inp['shape'])}, got {x.dtype}{list(x.shape)}")
-        interp.set_tensor(inp["index"], x)
-        interp.invoke()
-        return interp.get_tensor(out["index"]).copy()
+        try:
+            interp.set_tensor(inp["index"], x)
+            interp.invoke()
+        except Exception as exc:
+            raise EdgeError(f"LiteRT failed to run {path.name}: {_first_line(exc)}") from exc
+        return check_finite(interp.get_tensor(out["index"]).copy(), path.name)
 
     return run
 
