@@ -23,6 +23,8 @@ COMMAND_MODULES = {
     "convert": "convert", "validate": "validate",
     "predict": "predict", "bench": "bench",
     "data": "data", "train": "train", "eval": "train",
+    "serve": "serve", "app": "app", "demo": "demo",  # issue 13: camera apps
+    "profile": "profile",  # issue 12: per-op profiler
 }
 
 
