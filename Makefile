@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 JOBS ?= 2
 
-.PHONY: env demo test bench clean
+.PHONY: env demo test bench clean web-deps
 
 env: $(STAMP)
 
@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python -m edge_sdk.demo
 
-test: $(STAMP)
+test: $(STAMP) web-deps
 	$(BIN)/python -m pytest -q -n $(JOBS) --dist loadfile --durations=20
 
 bench: $(STAMP)
@@ -30,3 +30,19 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info demo-out
+
+# The browser tests' tools (tests/test_web.py, tests/test_serve.py): Debian's chromium (apt, ~440 MB; never a
+# downloaded browser) and apps/web's npm packages (LiteRT.js served by `edge-sdk serve`, playwright-core to drive
+# Chromium). Quick when both are present.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+WEB_STAMP := apps/web/node_modules/.installed
+
+web-deps: $(WEB_STAMP)
+	@test -x /usr/bin/chromium || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; }
+
+$(WEB_STAMP): apps/web/package-lock.json
+	@command -v npm >/dev/null || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nodejs npm; }
+	cd apps/web && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
