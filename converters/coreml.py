@@ -26,9 +26,10 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 from torch import nn
 
-from edge_sdk.errors import EdgeError, UsageError
+from edge_sdk.errors import EdgeError, UsageError, toolchain_errors
+from edge_sdk.manifest import InputSpec, OutputSpec
 
-from .base import Artifact, ConvertOptions, Target, register_target, step
+from .base import Artifact, ConvertOptions, Target, step
 
 INPUT_NAME = "image"
 LOGITS_NAME = "logits"
@@ -87,6 +88,7 @@ class CoreMLTarget(Target):
     backends = ("coreml",)
     precisions = ("fp16", "fp32", "int8", "palette6", "palette4")
     deployment_targets = tuple(DEPLOYMENT_TARGETS)
+    default_deployment_target = DEFAULT_DEPLOYMENT_TARGET
 
     def available(self) -> tuple[bool, str]:
         try:
@@ -99,23 +101,25 @@ class CoreMLTarget(Target):
         from edge_sdk.runtime.engines import coreml_can_run
         return coreml_can_run()
 
-    def check_options(self, opts: ConvertOptions) -> None:
-        super().check_options(opts)
-        deployment_target(opts)
+    def summary(self, report: dict[str, Any]) -> str:
+        """Neural Engine readiness read back from the saved ML Program."""
+        s = report.get("summary") or {}
+        return f"ANE ready: {report.get('ane_ready')}, {s.get('ops', '?')} ops, {s.get('issues', '?')} issue(s)"
 
     def export(self, model: nn.Module, example: torch.Tensor, opts: ConvertOptions, out_dir: Path,
                calib: Callable[[], list[torch.Tensor]]) -> Artifact:
         """Convert, compress, save `out_dir/model.mlpackage` and read back its ANE readiness report."""
-        self.check_options(opts)
+        opts = self.resolve(opts)
         from .coreml_report import ane_report
         labels = model_labels(model, opts)
         package = build_package(model, example, opts, Path(out_dir), labels)
-        report = ane_report(package, opts.precision)
+        with step("report", "Neural Engine readiness"):
+            report = ane_report(package, opts.precision)
         report.update(compute_units=COMPUTE_UNITS, deployment_target=deployment_target(opts),
                       compression=compression_config(opts))
         num_classes = _num_classes(model, example)
-        return Artifact(file=package.name, backend="coreml", input_spec=input_spec(example),
-                        output_spec=output_spec(num_classes, labels), report=report,
+        return Artifact(file=package.name, backend="coreml", input=input_spec(model, example),
+                        output=output_spec(num_classes, labels), report=report,
                         extra={"compute_units": COMPUTE_UNITS, "deployment_target": deployment_target(opts)})
 
 
@@ -198,29 +202,23 @@ def build_package(model: nn.Module, example: torch.Tensor, opts: ConvertOptions,
     pixels = example_pixels(example, model)
     import coremltools  # noqa: F401  (imported before quiet_coremltools() looks for its tqdm names)
     import coremltools.optimize.coreml  # noqa: F401
-    try:
-        with quiet_coremltools():
-            mlmodel = _convert_steps(wrapped, pixels, opts, labels)
-    except (UsageError, EdgeError):
-        raise
-    except Exception as exc:  # noqa: BLE001 - toolchain errors are many types; report one line
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-        raise EdgeError(f"Core ML conversion failed: {type(exc).__name__}: {first}") from exc
-    with step("save .mlpackage"):
+    with toolchain_errors("Core ML conversion"), quiet_coremltools():
+        mlmodel = _convert_steps(wrapped, pixels, opts, labels)
+    with step("serialize", FILE_NAME):
         return save_package(mlmodel, out_dir)
 
 
 def _convert_steps(wrapped: nn.Module, pixels: torch.Tensor, opts: ConvertOptions, labels: list[str] | None) -> Any:
-    with step("torch.export"):
+    with step("export", "torch.export"):
         ep = torch.export.export(wrapped, (pixels,)).run_decompositions({})
-    with step(f"convert to Core ML ({opts.precision}, {deployment_target(opts)})"):
+    with step("lower", f"Core ML MIL ({opts.precision}, {deployment_target(opts)})"):
         prog = to_mil(ep, tuple(pixels.shape), opts, labels is not None)
     if compression_config(opts) is not None:
-        with step(f"compress weights ({opts.precision})"):
+        with step("quantize", f"compress weights ({opts.precision})"):
             image_input = prog.functions["main"].input_types
             prog = compress(to_mlprogram(prog, opts, None), opts)._mil_program
             prog.functions["main"].input_types = image_input  # lost in coremltools' proto round trip
-    with step("ML Program"):
+    with step("lower", "ML Program"):
         return to_mlprogram(prog, opts, labels)
 
 
@@ -348,18 +346,18 @@ def _num_classes(model: nn.Module, example: torch.Tensor) -> int:
         return int(model(example[:1]).shape[-1])
 
 
-def input_spec(example: torch.Tensor) -> dict[str, Any]:
+def input_spec(model: nn.Module, example: torch.Tensor) -> InputSpec:
+    """An image input: 0-255 RGB pixels, normalization inside the model (a CVPixelBuffer goes straight in)."""
     _, c, h, w = example.shape
-    return {"name": INPUT_NAME, "shape": [1, int(c), int(h), int(w)], "layout": "NCHW", "dtype": "float32",
-            "normalization_in_model": True, "quantization": None, "coreml_type": "image", "pixel_range": [0, 255]}
+    return InputSpec.from_deploy(model.deploy, name=INPUT_NAME, shape=(1, int(c), int(h), int(w)), layout="NCHW",
+                                 dtype="float32", normalization_in_model=True,
+                                 extras={"coreml_type": "image", "pixel_range": [0, 255]})
 
 
-def output_spec(num_classes: int, labels: list[str] | None) -> dict[str, Any]:
-    spec: dict[str, Any] = {"name": LOGITS_NAME, "shape": [1, num_classes], "dtype": "float32", "kind": "logits",
-                            "quantization": None}
-    if labels is not None:
-        spec.update(class_label=CLASS_LABEL_NAME, class_probabilities=f"{CLASS_LABEL_NAME}_probs")
-    return spec
+def output_spec(num_classes: int, labels: list[str] | None) -> OutputSpec:
+    extras = {"class_label": CLASS_LABEL_NAME, "class_probabilities": f"{CLASS_LABEL_NAME}_probs"} \
+        if labels is not None else {}
+    return OutputSpec(shape=(1, num_classes), name=LOGITS_NAME, extras=extras)
 
 
-register_target(CoreMLTarget())
+TARGET = CoreMLTarget()

@@ -26,9 +26,10 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from edge_sdk.errors import EdgeError
+from edge_sdk.errors import EdgeError, toolchain_errors
+from edge_sdk.manifest import InputSpec, OutputSpec
 
-from .base import Artifact, ConvertOptions, Target, register_target, step
+from .base import Artifact, ConvertOptions, Target, step
 
 MODEL_FILE = "model.pte"
 # Nodes the delegation report does not count as work left outside a delegate: graph plumbing only.
@@ -43,10 +44,8 @@ def attention_module_types(model: nn.Module) -> set[type]:
 
 def export_program(model: nn.Module, example: torch.Tensor) -> torch.export.ExportedProgram:
     """torch.export with the failure turned into one EdgeError line."""
-    try:
+    with toolchain_errors("torch.export"):
         return torch.export.export(model, (example,))
-    except Exception as exc:  # torch.export raises many error types; the user needs one line
-        raise EdgeError(f"torch.export failed: {type(exc).__name__}: {_first_line(exc)}") from exc
 
 
 def make_quantizer(model: nn.Module, precision: str):  # noqa: ANN201 (XNNPACKQuantizer, imported lazily)
@@ -67,9 +66,9 @@ def quantize(model: nn.Module, example: torch.Tensor, precision: str,
              calib: Callable[[], list[torch.Tensor]]) -> torch.export.ExportedProgram:
     """PT2E static quantization: prepare, calibrate on every batch, convert, export again."""
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-    with step(f"quantize ({precision}): prepare"):
+    with step("quantize", f"{precision}: prepare (PT2E)"):
         prepared = prepare_pt2e(export_program(model, example).module(), make_quantizer(model, precision))
-    with step(f"quantize ({precision}): calibrate"):
+    with step("calibrate", precision):
         batches = calib()
         if not batches:
             raise EdgeError("no calibration images")
@@ -77,7 +76,7 @@ def quantize(model: nn.Module, example: torch.Tensor, precision: str,
             for batch in batches:  # the exported module has batch 1 baked in
                 for x in batch.split(1):
                     prepared(x)
-    with step(f"quantize ({precision}): convert"):
+    with step("quantize", f"{precision}: convert"):
         converted = convert_pt2e(prepared)
         return export_program(converted, example)
 
@@ -98,12 +97,8 @@ def partitioner(backend: str, opts: ConvertOptions) -> Any:
 def lower(program: torch.export.ExportedProgram, backend: str, opts: ConvertOptions):  # noqa: ANN201
     """to_edge_transform_and_lower with the backend's partitioner -> EdgeProgramManager."""
     from executorch.exir import to_edge_transform_and_lower
-    try:
+    with toolchain_errors(f"ExecuTorch lowering to {backend}"):
         return to_edge_transform_and_lower(program, partitioner=[partitioner(backend, opts)])
-    except EdgeError:
-        raise
-    except Exception as exc:
-        raise EdgeError(f"ExecuTorch lowering to {backend} failed: {type(exc).__name__}: {_first_line(exc)}") from exc
 
 
 def delegation_report(edge: Any, backend: str) -> dict[str, Any]:
@@ -128,10 +123,8 @@ def delegation_report(edge: Any, backend: str) -> dict[str, Any]:
 
 def serialize(edge: Any, path: Path) -> int:
     """to_executorch -> .pte bytes on disk; returns the size."""
-    try:
+    with toolchain_errors("ExecuTorch serialization"):
         buffer = edge.to_executorch().buffer
-    except Exception as exc:
-        raise EdgeError(f"ExecuTorch serialization failed: {type(exc).__name__}: {_first_line(exc)}") from exc
     path.write_bytes(buffer)
     return len(buffer)
 
@@ -195,11 +188,6 @@ def _runs_int8(node: torch.fx.Node, name: str, out: torch.fx.Node) -> bool:
             and bool(out.users) and all(_is_qdq(u, "quantize_per") for u in out.users))
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else "")[:300]
-
-
 class ExecuTorchTarget(Target):
     name = "executorch"
     suffix = ".pte"
@@ -207,6 +195,9 @@ class ExecuTorchTarget(Target):
     backends = ("xnnpack", "coreml")
     precisions = ("fp32", "int8", "mixed", "fp16")
     backend_precisions = {"xnnpack": ("fp32", "int8", "mixed"), "coreml": ("fp32", "fp16")}
+    deployment_targets = DEPLOYMENT_TARGETS
+    default_deployment_target = "iOS17"
+    deployment_backends = ("coreml",)
     supports_calib = ("int8", "mixed")
 
     def available(self) -> tuple[bool, str]:
@@ -216,26 +207,22 @@ class ExecuTorchTarget(Target):
             return False, f"executorch is not importable: {exc}"
         return True, ""
 
-    def check_options(self, opts: ConvertOptions) -> None:
-        super().check_options(opts)
-        from edge_sdk.errors import UsageError
-        backend = opts.backend or self.backends[0]
-        if opts.deployment_target is not None and backend != "coreml":
-            raise UsageError("--deployment-target is only used by --target coreml or --target executorch "
-                             "--backend coreml")
-        if opts.deployment_target is not None and opts.deployment_target not in DEPLOYMENT_TARGETS:
-            raise UsageError(f"--deployment-target {opts.deployment_target} is not supported; "
-                             f"supported: {', '.join(DEPLOYMENT_TARGETS)}")
+    def summary(self, report: dict[str, Any]) -> str:
+        """Delegated subgraphs and ops, and what stayed outside a delegate."""
+        outside = report.get("non_delegated") or {}
+        extra = f", outside: {', '.join(f'{k} x{v}' for k, v in outside.items())}" if outside else ""
+        return f"{report.get('delegated_subgraphs', '?')} subgraph(s), {report.get('delegated_ops', 0)} ops{extra}"
 
     def export(self, model: nn.Module, example: torch.Tensor, opts: ConvertOptions, out_dir: Path,
                calib: Callable[[], list[torch.Tensor]]) -> Artifact:
-        backend = opts.backend or "xnnpack"
+        opts = self.resolve(opts)
+        backend = opts.backend
         if opts.precision in ("int8", "mixed"):
             program = quantize(model, example, opts.precision, calib)
         else:
-            with step("export (torch.export)"):
+            with step("export", "torch.export"):
                 program = export_program(model, example)
-        with step(f"lower to {backend}"):
+        with step("lower", backend):
             edge = lower(program, backend, opts)
             report = delegation_report(edge, backend)
         if opts.precision in ("int8", "mixed"):
@@ -243,15 +230,13 @@ class ExecuTorchTarget(Target):
             report.update(precision_split(program))
             report["float_modules"] = sorted(t.__name__ for t in attention_module_types(model)) \
                 if opts.precision == "mixed" else []
-        with step("serialize .pte"):
+        with step("serialize", MODEL_FILE):
             serialize(edge, out_dir / MODEL_FILE)
-        shape = list(example.shape)
+        shape = tuple(example.shape)
         return Artifact(
             file=MODEL_FILE, backend=backend,
-            input_spec={"name": "x", "shape": shape, "layout": "NCHW", "dtype": "float32",
-                        "normalization_in_model": False, "quantization": None},
-            output_spec={"name": "logits", "shape": [shape[0], _num_outputs(model, example)], "dtype": "float32",
-                         "kind": "logits", "quantization": None},
+            input=InputSpec.from_deploy(model.deploy, name="x", shape=shape, layout="NCHW", dtype="float32"),
+            output=OutputSpec(shape=(shape[0], _num_outputs(model, example)), name="logits"),
             report=report,
             cannot_run_reason=("the ExecuTorch runtime on this machine has no Core ML backend (Core ML-delegated "
                                ".pte files run only on Apple devices)") if backend == "coreml" else None)
@@ -265,4 +250,4 @@ def _num_outputs(model: nn.Module, example: torch.Tensor) -> int:
         return int(model(example).shape[-1])
 
 
-register_target(ExecuTorchTarget())
+TARGET = ExecuTorchTarget()

@@ -18,14 +18,14 @@ import torch
 from torch import nn
 
 from edge_sdk import doctor
-from edge_sdk.errors import EdgeError, UsageError
+from edge_sdk import parity as parity_mod
+from edge_sdk.errors import EdgeError, UsageError, toolchain_errors
+from edge_sdk.manifest import InputSpec, Manifest, ModelInfo
 
-from . import parity as parity_mod
-from .base import Artifact, ConvertOptions, Target, get_target, load_targets, step, step_hook
+from .base import Artifact, ConvertOptions, Target, step, step_hook
+from .parity import PARITY_IMAGES, PARITY_RANDOM, PARITY_SEED, parity_images, reference_for  # noqa: F401
+from .targets import get_target, load_targets
 
-PARITY_IMAGES = 8  # real decoded images in every bundle's reference set
-PARITY_RANDOM = 4  # seeded random-normal inputs
-PARITY_SEED = 20240
 CALIB_BATCH = 8
 
 
@@ -42,11 +42,13 @@ class ConvertResult:
     report: dict[str, Any]
     parity: dict[str, Any]
     seconds: float = 0.0
+    summary: str = ""  # the target's one-cell summary of `report` (Target.summary)
 
     def to_dict(self) -> dict[str, Any]:
         return {"bundle": str(self.bundle), "target": self.target, "backend": self.backend,
                 "precision": self.precision, "file": self.file, "size_bytes": self.size_bytes,
-                "report": self.report, "parity": self.parity, "seconds": round(self.seconds, 2)}
+                "report": self.report, "parity": self.parity, "seconds": round(self.seconds, 2),
+                "summary": self.summary}
 
 
 @dataclass
@@ -71,7 +73,7 @@ def _looks_like_file(spec: str) -> bool:
 
 
 def resolve_model(model: str | Path | nn.Module, checkpoint: Path | None = None, num_classes: int | None = None,
-                  input_size: int | None = None) -> Source:
+                  input_size: int | None = None, pretrained: bool | str = False) -> Source:
     """Zoo name (+ optional --checkpoint), an edge-sdk checkpoint file, or a ready nn.Module."""
     from edge_sdk.models import create_model
     from edge_sdk.models.checkpoint import model_from_checkpoint, model_meta, read_checkpoint
@@ -94,7 +96,7 @@ def resolve_model(model: str | Path | nn.Module, checkpoint: Path | None = None,
         meta = model_meta(read_checkpoint(checkpoint)) or {}
         _check_num_classes(num_classes, meta.get("num_classes"), checkpoint)
         num_classes = num_classes or meta.get("num_classes")
-    m = create_model(spec, num_classes=num_classes or 1000, checkpoint=checkpoint, **size)
+    m = create_model(spec, num_classes=num_classes or 1000, checkpoint=checkpoint, pretrained=pretrained, **size)
     return Source(m, spec, checkpoint=checkpoint)
 
 
@@ -131,18 +133,11 @@ def read_labels(path: Path) -> list[str]:
 
 # ---- inputs --------------------------------------------------------------------------------------------------------
 
-def deploy_spec(model: nn.Module) -> dict[str, Any]:
-    """Manifest input keys owned by the pipeline (from the model's DeployConfig)."""
-    d = model.deploy
-    return {"color": "RGB", "scale": 1 / 255, "resize": int(d.resize), "crop": int(d.input_size),
-            "mean": [float(v) for v in d.mean], "std": [float(v) for v in d.std]}
-
-
-def calibration_images(spec: dict[str, Any], calib_dir: Path | None, count: int) -> list[np.ndarray]:
+def calibration_images(spec: InputSpec, calib_dir: Path | None, count: int) -> list[np.ndarray]:
     """Decoded BGR images for calibration: the user's folder, else generated scenes (seed differs from parity)."""
     from edge_sdk.preprocess import read_image
     if calib_dir is None:
-        return parity_mod.parity_images(count, spec["resize"], seed=7)
+        return parity_images(count, spec.resize, seed=7)
     files = check_calib_dir(calib_dir)
     step_n = max(1, len(files) // count)
     return [read_image(p) for p in files[::step_n][:count]]
@@ -158,7 +153,7 @@ def check_calib_dir(calib_dir: Path) -> list[Path]:
     return files
 
 
-def calib_loader(spec: dict[str, Any], opts: ConvertOptions) -> Callable[[], list[torch.Tensor]]:
+def calib_loader(spec: InputSpec, opts: ConvertOptions) -> Callable[[], list[torch.Tensor]]:
     """A lazy `calib()` for Target.export: normalized NCHW batches, built only when a precision calibrates."""
     def calib() -> list[torch.Tensor]:
         from edge_sdk.preprocess import preprocess_batch
@@ -170,40 +165,33 @@ def calib_loader(spec: dict[str, Any], opts: ConvertOptions) -> Callable[[], lis
 
 # ---- manifest -------------------------------------------------------------------------------------------------------
 
-def model_section(src: Source, example: torch.Tensor) -> dict[str, Any]:
+def model_section(src: Source, example: torch.Tensor) -> ModelInfo:
     from edge_sdk.bundle import sha256_file
     from edge_sdk.models import count_macs, count_params
     m = src.model
-    cfg = m.config_dict() if hasattr(m, "config_dict") else {}
-    return {"name": src.name, "family": getattr(m, "family", None), "num_classes": getattr(m, "num_classes", None),
-            "config": cfg, "deploy": m.deploy.to_dict() if hasattr(m, "deploy") else None,
-            "params": count_params(m), "macs": count_macs(m, (example,)),
-            "checkpoint_sha256": sha256_file(src.checkpoint) if src.checkpoint else None}
+    return ModelInfo(name=src.name, family=getattr(m, "family", None), num_classes=getattr(m, "num_classes", None),
+                     config=m.config_dict() if hasattr(m, "config_dict") else {},
+                     deploy=m.deploy.to_dict() if hasattr(m, "deploy") else None,
+                     params=count_params(m), macs=count_macs(m, (example,)),
+                     checkpoint_sha256=sha256_file(src.checkpoint) if src.checkpoint else None)
 
 
-def build_manifest(src: Source, target: Target, opts: ConvertOptions, art: Artifact, example: torch.Tensor,
-                   model_info: dict[str, Any]) -> dict[str, Any]:
-    spec = deploy_spec(src.model)
-    return {"model": model_info, "target": target.name, "backend": art.backend, "precision": opts.precision,
-            "file": art.file, "input": {**spec, **art.input_spec}, "output": art.output_spec,
-            "_labels": src.labels, "toolchain": doctor.toolchain_versions(), "report": art.report,
-            "parity": parity_mod.not_run("parity not run yet"), "reference": parity_mod.REFERENCE_FILE,
-            "conversion": {"input_size": int(example.shape[-1]), "nhwc": opts.nhwc,
-                           "calibration": (str(opts.calib_dir) if opts.calib_dir else "generated") if
-                           opts.precision in target.supports_calib else None,
-                           "calib_count": opts.calib_count if opts.precision in target.supports_calib else None,
-                           "deployment_target": opts.deployment_target},
-            **({"extra": art.extra} if art.extra else {})}
+def build_manifest(target: Target, opts: ConvertOptions, art: Artifact, example: torch.Tensor,
+                   model_info: ModelInfo, labels: str | None) -> Manifest:
+    """The manifest of a new bundle (sha256 and creation time are stamped by bundle.finish_manifest)."""
+    calibrates = opts.precision in target.supports_calib
+    conversion = {"input_size": int(example.shape[-1]), "nhwc": opts.nhwc,
+                  "calibration": (str(opts.calib_dir) if opts.calib_dir else "generated") if calibrates else None,
+                  "calib_count": opts.calib_count if calibrates else None,
+                  "deployment_target": opts.deployment_target}
+    return Manifest(model=model_info, target=target.name, backend=art.backend, precision=str(opts.precision),
+                    file=art.file, input=art.input, output=art.output, labels=labels,
+                    toolchain=doctor.toolchain_versions(), report=art.report,
+                    parity=parity_mod.not_run("parity not run yet"), reference=parity_mod.REFERENCE_FILE,
+                    conversion=conversion, extra=dict(art.extra))
 
 
 # ---- one target -----------------------------------------------------------------------------------------------------
-
-def _torch_runner(model: nn.Module) -> Callable[[np.ndarray], np.ndarray]:
-    def run(x: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            return np.concatenate([model(torch.from_numpy(x[i:i + 1])).numpy() for i in range(len(x))])
-    return run
-
 
 def run_parity(folder: Path, target: Target, art: Artifact, precision: str) -> dict[str, Any]:
     """Parity on a (temp) bundle through the runtime harness; not_run where its runtime is missing here."""
@@ -218,18 +206,19 @@ def run_parity(folder: Path, target: Target, art: Artifact, precision: str) -> d
 
 
 def _fill(src: Source, target: Target, opts: ConvertOptions, example: torch.Tensor, reference: Any,
-          model_info: dict[str, Any], result: dict[str, Any]) -> Callable[[Path], dict[str, Any]]:
-    """The write_bundle callback: export into tmp, write manifest + reference, run parity, return the manifest."""
-    from edge_sdk.bundle import finish_manifest
+          model_info: ModelInfo, result: dict[str, Any]) -> Callable[[Path], Manifest]:
+    """The write_bundle callback: export into tmp, write manifest + labels + reference, run parity."""
+    from edge_sdk.bundle import finish_manifest, write_labels
 
-    def fill(tmp: Path) -> dict[str, Any]:
+    def fill(tmp: Path) -> Manifest:
         tmp.chmod(0o755)  # mkdtemp makes it owner-only; a bundle is shipped and shared like any folder
-        spec = deploy_spec(src.model)
+        spec = InputSpec.from_deploy(src.model.deploy)
         art = _export(target, src.model, example, opts, tmp, calib_loader(spec, opts))
         reference.save(tmp / parity_mod.REFERENCE_FILE)
-        manifest = finish_manifest(tmp, build_manifest(src, target, opts, art, example, model_info))
-        with step("parity (runtime vs PyTorch)"):
-            manifest["parity"] = run_parity(tmp, target, art, opts.precision)
+        labels = write_labels(tmp, src.labels) if src.labels else None
+        manifest = finish_manifest(tmp, build_manifest(target, opts, art, example, model_info, labels))
+        with step("parity", "runtime vs PyTorch"):
+            manifest = manifest.replace(parity=run_parity(tmp, target, art, opts.precision))
         result.update(art=art, manifest=manifest)
         return manifest
 
@@ -239,27 +228,22 @@ def _fill(src: Source, target: Target, opts: ConvertOptions, example: torch.Tens
 def _export(target: Target, model: nn.Module, example: torch.Tensor, opts: ConvertOptions, tmp: Path,
             calib: Callable[[], list[torch.Tensor]]) -> Artifact:
     """Target.export with any toolchain exception turned into one EdgeError line."""
-    try:
+    with toolchain_errors(f"{target.name} conversion"):
         art = target.export(model, example, opts, tmp, calib)
-    except EdgeError:
-        raise
-    except Exception as exc:  # toolchains raise anything; the user gets one line (EDGE_SDK_DEBUG=1: traceback)
-        text = (str(exc).strip().splitlines() or [""])[0][:300]
-        raise EdgeError(f"{target.name} conversion failed: {type(exc).__name__}: {text}") from exc
     if not (tmp / art.file).exists():
         raise EdgeError(f"internal: target {target.name} did not write {art.file}")
     return art
 
 
 def convert_one(src: Source, target: Target, opts: ConvertOptions, dest: Path, force: bool,
-                example: torch.Tensor, reference: Any, model_info: dict[str, Any]) -> ConvertResult:
-    from edge_sdk.bundle import sha256_file, write_bundle
+                example: torch.Tensor, reference: Any, model_info: ModelInfo) -> ConvertResult:
+    from edge_sdk.bundle import write_bundle
     start = time.perf_counter()
     result: dict[str, Any] = {}
     path = write_bundle(dest, _fill(src, target, opts, example, reference, model_info, result), force=force)
     art, manifest = result["art"], result["manifest"]
-    return ConvertResult(path, target.name, art.backend, opts.precision, art.file, _size(path / art.file),
-                         art.report, manifest["parity"], time.perf_counter() - start)
+    return ConvertResult(path, target.name, art.backend, str(opts.precision), art.file, _size(path / art.file),
+                         art.report, manifest.parity, time.perf_counter() - start, target.summary(art.report))
 
 
 def _size(path: Path) -> int:
@@ -271,23 +255,17 @@ def _size(path: Path) -> int:
 # ---- the public entry point --------------------------------------------------------------------------------------
 
 def plan(target: str, opts: ConvertOptions) -> list[tuple[Target, ConvertOptions]]:
-    """(target, options) pairs to convert, checked before any work. `all`: every target at its default precision."""
+    """(target, resolved options) pairs to convert, checked before any work. `all`: every target's defaults."""
     if target != "all":
         t = get_target(target)
-        t.check_options(opts)
-        return [(t, opts)]
-    given = [flag for flag, on in (("--precision", opts.precision != "fp32"), ("--backend", opts.backend),
+        return [(t, t.resolve(opts))]
+    given = [flag for flag, on in (("--precision", opts.precision), ("--backend", opts.backend),
                                    ("--nhwc", opts.nhwc), ("--calib", opts.calib_dir),
                                    ("--deployment-target", opts.deployment_target)) if on]
     if given:
         raise UsageError(f"--target all uses each target's default precision and backend; "
                          f"{', '.join(given)} needs a single --target")
-    out = []
-    for t in load_targets().values():
-        o = replace(opts, precision=t.default_precision())
-        t.check_options(o)
-        out.append((t, o))
-    return out
+    return [(t, t.resolve(opts)) for t in load_targets().values()]
 
 
 def _check_available(t: Target) -> None:
@@ -298,10 +276,12 @@ def _check_available(t: Target) -> None:
 
 def convert(model: str | Path | nn.Module, target: str, opts: ConvertOptions, out_dir: Path,
             force: bool = False, checkpoint: Path | None = None, labels: list[str] | None = None,
-            num_classes: int | None = None, show_progress: bool = True) -> list[ConvertResult]:
+            num_classes: int | None = None, show_progress: bool = True,
+            pretrained: bool | str = False) -> list[ConvertResult]:
     """Convert one model to one target (or `all`) and return what was written.
 
-    Every argument is checked (targets, options, calibration folder, destinations) before the first export, so a
+    `ConvertOptions()` means each target's defaults (what `edge-sdk convert` builds without options). Every
+    argument is checked (targets, options, calibration folder, destinations) before the first export, so a
     mistake costs no conversion time and leaves nothing behind.
     """
     jobs = plan(target, opts)
@@ -310,20 +290,20 @@ def convert(model: str | Path | nn.Module, target: str, opts: ConvertOptions, ou
     if opts.calib_dir is not None:
         check_calib_dir(opts.calib_dir)
     with _progress(show_progress)("load model"):
-        src = resolve_model(model, checkpoint, num_classes, opts.input_size)
+        src = resolve_model(model, checkpoint, num_classes, opts.input_size, pretrained)
         src.labels = resolve_labels(src.model, labels)
         deploy_model = _reparameterize(src.model)
     src = replace(src, model=deploy_model)
     if labels is not None or getattr(deploy_model.deploy, "labels", None):
         # Known labels (not the generic class_i) go into targets that embed them (Core ML classifier).
         jobs = [(t, replace(o, labels=tuple(src.labels))) for t, o in jobs]
-    dests = [Path(out_dir) / bundle_name(src.name, t.name, o.backend or t.backends[0], o.precision, o.nhwc)
+    dests = [Path(out_dir) / bundle_name(src.name, t.name, str(o.backend), str(o.precision), o.nhwc)
              for t, o in jobs]
     _check_destinations(dests, force)
     example = deploy_model.example_inputs(1)[0]
     with _progress(show_progress)("PyTorch reference (parity set)"):
         model_info = model_section(src, example)
-        reference = _reference(deploy_model)
+        reference = reference_for(deploy_model)
     results = []
     with step_hook(_progress(show_progress) if show_progress else None):
         for (t, o), dest in zip(jobs, dests):
@@ -334,12 +314,6 @@ def convert(model: str | Path | nn.Module, target: str, opts: ConvertOptions, ou
 def _reparameterize(model: nn.Module) -> nn.Module:
     from edge_sdk.models import reparameterize_model
     return reparameterize_model(model)  # a copy in eval mode: the caller's model is untouched
-
-
-def _reference(model: nn.Module) -> parity_mod.ReferenceSet:
-    spec = deploy_spec(model)
-    images = parity_mod.parity_images(PARITY_IMAGES, spec["resize"])
-    return parity_mod.build_reference(_torch_runner(model), images, spec, seed=PARITY_SEED, n_random=PARITY_RANDOM)
 
 
 def _check_destinations(dests: list[Path], force: bool) -> None:

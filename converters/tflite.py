@@ -39,9 +39,10 @@ import numpy as np
 import torch
 
 from edge_sdk.bundle import atomic_write
-from edge_sdk.errors import EdgeError
+from edge_sdk.errors import EdgeError, toolchain_errors
+from edge_sdk.manifest import InputSpec, OutputSpec, Quantization
 
-from .base import Artifact, ConvertOptions, Target, register_target, step
+from .base import Artifact, ConvertOptions, Target, step
 
 FILE_NAME = "model.tflite"
 SIGNATURE = "serving_default"
@@ -73,11 +74,8 @@ def convert_fp32(model: torch.nn.Module, example: torch.Tensor, nhwc: bool) -> b
     if nhwc:
         model = litert_torch.to_channel_last_io(model, args=[0]).eval()
         example = to_nhwc(example)
-    try:
-        with _quiet_litert(), torch.no_grad():
-            return bytes(litert_torch.convert(model, (example,)).model_content())
-    except Exception as exc:
-        raise EdgeError(f"litert-torch could not convert the model: {_first_line(exc)}") from exc
+    with toolchain_errors("litert-torch conversion"), _quiet_litert(), torch.no_grad():
+        return bytes(litert_torch.convert(model, (example,)).model_content())
 
 
 def _first_line(exc: BaseException) -> str:
@@ -243,30 +241,32 @@ def quantize(fp32: bytes, precision: str, calib: Callable[[], list[torch.Tensor]
 def build(model: torch.nn.Module, example: torch.Tensor, precision: str, nhwc: bool,
           calib: Callable[[], list[torch.Tensor]]) -> Quantized:
     """The .tflite bytes for one precision (fp32 first, then a quantizer pass for the others)."""
-    with step("litert-torch convert (fp32 .tflite)"):
+    with step("export", "litert-torch (fp32 .tflite)"):
         fp32 = convert_fp32(model, example, nhwc)
     if precision == "fp32":
         return Quantized(fp32, None)
-    with step(f"ai-edge-quantizer ({precision})"):
+    with step("quantize", f"ai-edge-quantizer ({precision})"):
         return quantize(fp32, precision, calib, nhwc)
 
 
-def _quant(detail: dict) -> dict[str, float] | None:
+def _quant(detail: dict) -> Quantization | None:
     scale, zp = detail["quantization"]
     if np.dtype(detail["dtype"]).kind not in "iu" or scale == 0.0:
         return None
-    return {"scale": float(scale), "zero_point": int(zp)}
+    return Quantization(float(scale), int(zp))
 
 
-def io_specs(path: Path, nhwc: bool) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Input/output spec keys this target owns, read from the file (so they cannot disagree with it)."""
+def io_specs(path: Path, nhwc: bool, deploy: Any) -> tuple[InputSpec, OutputSpec]:
+    """The I/O specs of a written file, read back from it (so they cannot disagree with it); `deploy` is the
+    model's DeployConfig (resize, crop, mean, std)."""
     from ai_edge_litert.interpreter import Interpreter
     interp = Interpreter(model_path=str(path))
     inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
-    input_spec = {"name": inp["name"], "shape": [int(d) for d in inp["shape"]], "layout": "NHWC" if nhwc else "NCHW",
-                  "dtype": np.dtype(inp["dtype"]).name, "normalization_in_model": False, "quantization": _quant(inp)}
-    output_spec = {"name": out["name"], "shape": [int(d) for d in out["shape"]], "dtype": np.dtype(out["dtype"]).name,
-                   "kind": "logits", "quantization": _quant(out)}
+    input_spec = InputSpec.from_deploy(deploy, name=inp["name"], shape=tuple(int(d) for d in inp["shape"]),
+                                       layout="NHWC" if nhwc else "NCHW", dtype=np.dtype(inp["dtype"]).name,
+                                       quantization=_quant(inp))
+    output_spec = OutputSpec(shape=tuple(int(d) for d in out["shape"]), dtype=np.dtype(out["dtype"]).name,
+                             name=out["name"], quantization=_quant(out))
     return input_spec, output_spec
 
 
@@ -295,27 +295,33 @@ class TFLiteTarget(Target):
             return False, "ai-edge-litert is not installed"
         return True, ""
 
+    def summary(self, report: dict[str, Any]) -> str:
+        """Ops, TRANSPOSE/RESHAPE counts, GPU/NNAPI delegate compatibility, float ops of int8 files."""
+        from .tflite_report import summary
+        return summary(report)
+
     def export(self, model: torch.nn.Module, example: torch.Tensor, opts: ConvertOptions, out_dir: Path,
                calib: Callable[[], list[torch.Tensor]]) -> Artifact:
-        self.check_options(opts)
+        opts = self.resolve(opts)
         path = Path(out_dir) / FILE_NAME
         built = build(model, example, opts.precision, opts.nhwc, calib)
-        with step("write .tflite, delegate-compatibility report"):
+        with step("serialize", FILE_NAME):
             atomic_write(path, built.data)
-            return artifact(path, opts, built)
+        with step("report", "delegate compatibility"):
+            return artifact(path, opts, built, model.deploy)
 
 
-def artifact(path: Path, opts: ConvertOptions, built: Quantized) -> Artifact:
+def artifact(path: Path, opts: ConvertOptions, built: Quantized, deploy: Any) -> Artifact:
     """The Artifact of a written file: I/O spec and report read back from the file, plus what stayed float."""
     from .tflite_report import build_report
-    input_spec, output_spec = io_specs(path, opts.nhwc)
+    input_spec, output_spec = io_specs(path, opts.nhwc, deploy)
     report = build_report(path)
-    quant = {"recipe": built.recipe, "input_dtype": input_spec["dtype"], "output_dtype": output_spec["dtype"]}
+    quant = {"recipe": built.recipe, "input_dtype": input_spec.dtype, "output_dtype": output_spec.dtype}
     if opts.precision == "int8":
         quant.update({"calibration": built.calibration, "kept_float": built.kept_float,
                       "full_integer": not report["float_ops"]})
-    return Artifact(file=FILE_NAME, backend=opts.backend or TFLiteTarget.backends[0], input_spec=input_spec,
-                    output_spec=output_spec, report={"quantization": quant, **report})
+    return Artifact(file=FILE_NAME, backend=opts.backend or TFLiteTarget.backends[0], input=input_spec,
+                    output=output_spec, report={"quantization": quant, **report})
 
 
-register_target(TFLiteTarget())
+TARGET = TFLiteTarget()

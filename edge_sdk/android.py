@@ -5,6 +5,9 @@ LiteRT's `benchmark_model` (for .tflite bundles) or ExecuTorch's `executor_runne
 XNNPACK for the phone's ABI). Both are user-supplied (`--runner PATH`); this module pushes the model file and the
 binary to /data/local/tmp/edge-sdk/, runs it with the thread/run/warmup flags and parses its log into the same
 result fields as a host benchmark. Needs a phone with USB debugging and `adb` (Android platform-tools) on PATH.
+
+This is the `adb` bench backend: `run(sources, device, BenchRequest)`, the same signature as the host backend
+(`edge_sdk.bench.run_host`), so `edge-sdk bench --device adb:SERIAL` reports, gates and exports identically.
 """
 from __future__ import annotations
 
@@ -123,11 +126,17 @@ def _bench_one(adb: Adb, kind: str, remote_runner: str, remote_model: str, threa
     return {"first_ms": first, "mean_ms": total / max(n, 1)}
 
 
+def run(sources: Sequence[str], device: str, req: Any) -> list[dict[str, Any]]:
+    """The adb backend (`req` is an edge_sdk.bench.BenchRequest)."""
+    return run_on_device(sources, device, req.runner, req.runner_kind, req.threads, req.warmup, req.runs,
+                         req.budget_ms, e2e=req.e2e, show_progress=req.show_progress)
+
+
 def run_on_device(bundles: Sequence[str], device: str, runner: Path | None, runner_kind: str | None,
                   threads: Sequence[int], warmup: int, runs: int, budget_ms: float | None, e2e: bool = False,
                   show_progress: bool = True) -> list[dict[str, Any]]:
     """Push each bundle's model file and the runner, run per thread count, parse into bench result dicts."""
-    from edge_sdk.bench import apply_budget
+    from edge_sdk.bench import apply_budget, bundle_meta
     from edge_sdk.bundle import read_bundle
     from edge_sdk.output import err_console
     serial = parse_device(device)
@@ -157,11 +166,8 @@ def run_on_device(bundles: Sequence[str], device: str, runner: Path | None, runn
             if show_progress:
                 err_console.print(f"running {kind} on {b.path.name} @ {t} thread(s)")
             r = _bench_one(adb, kind, remote_runner, remote_model, t, warmup, runs)
-            m = b.manifest
-            meta = {"name": b.path.name, "target": m["target"], "backend": m.get("backend"),
-                    "precision": m.get("precision"), "model": m["model"].get("name"),
-                    "macs": m["model"].get("macs"), "threads": t, "e2e": False, "device": device,
-                    "runner": kind, "runs": runs, "warmup": warmup}
+            meta = {**bundle_meta(b), "threads": t, "e2e": False, "device": device, "runner": kind,
+                    "runs": runs, "warmup": warmup}
             mean = r.get("mean_ms")
             results.append(apply_budget({**meta, **r, "throughput_fps": 1e3 / mean if mean else None}, budget_ms))
     return results

@@ -5,7 +5,11 @@ corrupted the heap), and eager PyTorch timings drift after `torch.export` ran in
 spawns `python -m edge_sdk.bench --worker SPEC_JSON` per measurement; the worker prints one JSON result line.
 
 Sources: a bundle directory, or `torch:MODEL_NAME` for the PyTorch eager reference of a zoo model (realistic random
-weights, see edge_sdk.runtime.realistic).
+weights, see edge_sdk.runtime.realistic; needs the [convert] extra).
+
+Backends: this module is the `host` backend (`run_host`); `edge_sdk.android.run` is the `adb` backend (a phone,
+timed by the runtime's own benchmark binary). Both take `(sources, device, BenchRequest)` and return result dicts
+with the same fields, so `edge-sdk bench --device host|adb[:SERIAL]` prints, gates and exports them the same way.
 """
 from __future__ import annotations
 
@@ -28,6 +32,20 @@ TORCH_PREFIX = "torch:"
 FIELDS = ("name", "target", "backend", "precision", "model", "macs", "threads", "e2e", "device", "import_ms",
           "load_ms", "first_ms", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "mean_ms", "std_ms", "min_ms", "max_ms", "throughput_fps",
           "peak_rss_mb", "runs", "warmup", "gmacs_per_s", "budget_ms", "within_budget", "runner", "error")
+
+
+@dataclass(frozen=True)
+class BenchRequest:
+    """What every bench backend is asked to do (the sources and the device are passed beside it)."""
+
+    threads: tuple[int, ...] = (1,)
+    warmup: int = 5
+    runs: int = 30
+    budget_ms: float | None = 50.0
+    e2e: bool = False
+    show_progress: bool = True
+    runner: Path | None = None  # adb backend: the phone-side benchmark binary
+    runner_kind: str | None = None
 
 
 @dataclass(frozen=True)
@@ -59,10 +77,14 @@ def _open(spec: BenchSpec):  # noqa: ANN202
         return TorchPredictor(model, threads=spec.threads), meta
     from edge_sdk.runtime import load_bundle
     p = load_bundle(spec.source, threads=spec.threads)  # verifies sha256 too, as an app would
-    m = p.bundle.manifest
-    meta = {"name": Path(spec.source).name, "target": m["target"], "backend": m.get("backend"),
-            "precision": m.get("precision"), "model": m["model"].get("name"), "macs": m["model"].get("macs")}
-    return p, meta
+    return p, bundle_meta(p.bundle)
+
+
+def bundle_meta(bundle: Any) -> dict[str, Any]:
+    """The identifying fields of a bench result, from a read Bundle (shared by the host and adb backends)."""
+    m = bundle.manifest
+    return {"name": bundle.path.name, "target": m.target, "backend": m.backend, "precision": m.precision,
+            "model": m.model.name, "macs": m.model.macs}
 
 
 def _preimport(spec: BenchSpec) -> None:
@@ -72,7 +94,8 @@ def _preimport(spec: BenchSpec) -> None:
     if spec.source.startswith(TORCH_PREFIX):
         import torch  # noqa: F401
         return
-    target = json.loads((Path(spec.source) / "manifest.json").read_text(encoding="utf-8")).get("target")
+    from edge_sdk.bundle import read_bundle
+    target = read_bundle(spec.source, verify=False).manifest.target
     if target == "executorch":
         import torch  # noqa: F401
         from executorch.runtime import Runtime  # noqa: F401
@@ -189,6 +212,16 @@ def check_sources(sources: Sequence[str]) -> None:
     for s in sources:
         if not s.startswith(TORCH_PREFIX):
             read_bundle(s, verify=False)
+
+
+def run_host(sources: Sequence[str], device: str, req: BenchRequest) -> list[dict[str, Any]]:
+    """The host backend: each source x thread count measured in a fresh process on this machine."""
+    if device != "host":
+        raise UsageError(f"the host backend runs on this machine, not {device!r}")
+    if req.runner is not None or req.runner_kind is not None:
+        raise UsageError("--runner/--runner-kind are for --device adb; the host backend uses the Python runtimes")
+    return run_benchmarks(sources, req.threads, req.warmup, req.runs, e2e=req.e2e, budget_ms=req.budget_ms,
+                          show_progress=req.show_progress)
 
 
 def run_benchmarks(sources: Sequence[str], threads: Sequence[int] = (1,), warmup: int = 5, runs: int = 30,

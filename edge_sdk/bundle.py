@@ -1,21 +1,8 @@
 """Bundles: a directory with the model file, `manifest.json` and `labels.txt` — the only thing downstream reads.
 
-The manifest schema (version 1), all keys required unless marked optional:
-
-    schema_version: 1
-    created: ISO-8601 UTC time
-    model: {name, family, num_classes, config: {...}, params, macs, checkpoint_sha256 (optional, null)}
-    target: executorch | coreml | tflite          backend: xnnpack | coreml | litert | ...
-    precision: fp32 | fp16 | int8 | mixed | dynamic_int8 | ...   (target-specific names, see converters)
-    file: relative path of the model file inside the bundle     sha256: hex digest of that file
-    input: {name, shape: [N, C, H, W] or [N, H, W, C], layout: NCHW|NHWC, dtype: float32|uint8|int8,
-            color: RGB, scale: 1/255 (pixel -> [0,1]), resize: shorter side, crop: H, mean: [3], std: [3],
-            normalization_in_model: bool, quantization: null | {scale, zero_point}}
-    output: {name, shape, dtype, kind: logits|probabilities, quantization: null | {scale, zero_point}}
-    labels: "labels.txt" (relative path) or null
-    toolchain: {package: version}
-    report: target-specific delegation / compatibility report (dict)
-    parity: {status: passed|failed|not_run, reason (when not_run), metrics...}
+The manifest is `edge_sdk.manifest.Manifest` (typed, validated field by field; the JSON layout is described there).
+`read_bundle` checks everything an app would trip over before any native code reads the model file: the manifest's
+fields, paths inside the folder, the model file's sha256, and labels.txt (present, UTF-8, one line per class).
 
 Writing is atomic: everything goes to a hidden temp folder beside the destination, which replaces the destination
 in one rename. An existing bundle is only replaced with `force=True`, and is never left half-written.
@@ -32,16 +19,15 @@ import socket
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from edge_sdk.errors import EdgeError, UsageError
+from edge_sdk.manifest import SCHEMA_VERSION, Manifest
 
-SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
 LABELS = "labels.txt"
-REQUIRED_KEYS = ("schema_version", "model", "target", "backend", "precision", "file", "sha256", "input", "output",
-                 "labels", "toolchain", "report", "parity")
-REQUIRED_INPUT_KEYS = ("shape", "layout", "dtype", "color", "resize", "crop", "mean", "std", "normalization_in_model")
+__all__ = ["SCHEMA_VERSION", "MANIFEST", "LABELS", "Bundle", "read_bundle", "write_bundle", "write_labels",
+           "finish_manifest", "update_manifest", "atomic_write", "sha256_file", "inside", "check_writable"]
 
 
 def sha256_file(path: str | Path) -> str:
@@ -80,12 +66,12 @@ def check_writable(dest: Path, force: bool) -> None:
         raise EdgeError(f"output directory {parent} is not writable")
 
 
-def write_bundle(dest: str | Path, fill: Callable[[Path], dict[str, Any]], force: bool = False) -> Path:
+def write_bundle(dest: str | Path, fill: Callable[[Path], Manifest], force: bool = False) -> Path:
     """Create a bundle atomically.
 
-    `fill(tmpdir)` writes the model file (and anything else) into `tmpdir` and returns the manifest dict; this
-    function adds schema version, creation time and sha256, writes manifest.json and labels.txt, then renames the
-    temp folder onto `dest`. Any exception leaves no trace and an existing `dest` untouched.
+    `fill(tmpdir)` writes the model file and labels.txt (`write_labels`) into `tmpdir` and returns the Manifest;
+    this function stamps creation time and sha256, writes manifest.json, then renames the temp folder onto `dest`.
+    Any exception leaves no trace and an existing `dest` untouched.
     """
     dest = Path(dest).absolute()
     check_writable(dest, force)
@@ -145,21 +131,26 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-def finish_manifest(folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
-    """Stamp schema/sha256, write labels.txt and manifest.json into `folder`."""
-    manifest = {"schema_version": SCHEMA_VERSION, "created": now_iso(), **manifest}
-    labels = manifest.pop("_labels", None)
-    if labels:
-        (folder / LABELS).write_text("\n".join(labels) + "\n", encoding="utf-8")
-        manifest["labels"] = LABELS
-    else:
-        manifest.setdefault("labels", None)
-    manifest["sha256"] = sha256_file(folder / manifest["file"])
-    missing = [k for k in REQUIRED_KEYS if k not in manifest]
-    if missing:
-        raise EdgeError(f"internal: manifest lacks {missing}")
-    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    return manifest
+def write_labels(folder: Path, labels: Sequence[str]) -> str:
+    """Write labels.txt (one class name per line) into a bundle folder; returns its name for `Manifest.labels`."""
+    bad = [i for i, name in enumerate(labels) if not str(name).strip() or "\n" in str(name)]
+    if bad:
+        raise UsageError(f"label {bad[0]} is empty or spans lines; labels.txt holds one non-empty name per line")
+    (folder / LABELS).write_text("\n".join(str(x) for x in labels) + "\n", encoding="utf-8")
+    return LABELS
+
+
+def finish_manifest(folder: Path, manifest: Manifest) -> Manifest:
+    """Stamp creation time and the model file's sha256, check the result reads back, write manifest.json."""
+    stamped = manifest.replace(schema_version=SCHEMA_VERSION, created=manifest.created or now_iso(),
+                               sha256=sha256_file(folder / manifest.file))
+    try:
+        checked = Manifest.from_json(stamped.to_json(), source=f"internal: manifest written to {folder.name}")
+        _read_labels(folder, checked)
+    except EdgeError as exc:
+        raise EdgeError(f"internal: {exc}") from exc
+    atomic_write(folder / MANIFEST, json.dumps(checked.to_json(), indent=2) + "\n")
+    return checked
 
 
 def _swap_in(tmp: Path, dest: Path) -> None:
@@ -203,40 +194,29 @@ def atomic_write(path: str | Path, data: bytes | str) -> Path:
     return path
 
 
-def update_manifest(bundle: str | Path, **changes: Any) -> dict[str, Any]:
-    """Rewrite manifest.json with some keys changed (e.g. parity), atomically."""
+def update_manifest(bundle: str | Path, **changes: Any) -> Manifest:
+    """Rewrite manifest.json with some fields changed (e.g. `parity=...`), atomically; returns the new Manifest."""
     bundle = Path(bundle)
-    manifest = json.loads((bundle / MANIFEST).read_text(encoding="utf-8"))
-    manifest.update(changes)
-    atomic_write(bundle / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+    manifest = _load_manifest(bundle).replace(**changes)
+    atomic_write(bundle / MANIFEST, json.dumps(manifest.to_json(), indent=2) + "\n")
     return manifest
 
 
-@dataclass
+@dataclass(frozen=True)
 class Bundle:
-    """A bundle read from disk and checked: schema, paths inside the folder, sha256 of the model file."""
+    """A bundle read from disk and checked: manifest fields, paths inside the folder, sha256, labels.txt."""
 
     path: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
+    labels: tuple[str, ...] | None = None
 
     @property
     def model_file(self) -> Path:
-        return self.path / self.manifest["file"]
-
-    @property
-    def labels(self) -> list[str] | None:
-        rel = self.manifest.get("labels")
-        if not rel:
-            return None
-        return [line for line in inside(self.path, rel).read_text(encoding="utf-8").splitlines() if line.strip()]
+        return self.path / self.manifest.file
 
     @property
     def target(self) -> str:
-        return self.manifest["target"]
-
-    @property
-    def input_spec(self) -> dict[str, Any]:
-        return self.manifest["input"]
+        return self.manifest.target
 
 
 def inside(root: Path, rel: str) -> Path:
@@ -250,39 +230,48 @@ def inside(root: Path, rel: str) -> Path:
 
 
 def read_bundle(path: str | Path, verify: bool = True) -> Bundle:
-    """Open a bundle: schema checks, safe paths and (with `verify`) the sha256 of the model file."""
+    """Open a bundle: manifest fields, safe paths, labels.txt and (with `verify`) the sha256 of the model file."""
     root = Path(path)
     if not root.is_dir():
         raise UsageError(f"bundle not found: {root} (expected a directory with {MANIFEST})")
+    manifest = _load_manifest(root)
+    model_file = inside(root, manifest.file)
+    if not model_file.exists():
+        raise EdgeError(f"model file {manifest.file} is missing from bundle {root}")
+    if verify and sha256_file(model_file) != manifest.sha256:
+        raise EdgeError(f"sha256 mismatch for {model_file.name}: the file was modified or truncated")
+    return Bundle(root, manifest, _read_labels(root, manifest))
+
+
+def _load_manifest(root: Path) -> Manifest:
     try:
-        manifest = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
+        obj = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise EdgeError(f"{root} has no {MANIFEST}; not a bundle") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise EdgeError(f"{root / MANIFEST} is not valid JSON: {exc}") from None
-    _check_schema(root, manifest)
-    model_file = inside(root, manifest["file"])
-    if not model_file.exists():
-        raise EdgeError(f"model file {manifest['file']} is missing from bundle {root}")
-    if verify and sha256_file(model_file) != manifest["sha256"]:
-        raise EdgeError(f"sha256 mismatch for {model_file.name}: the file was modified or truncated")
-    if manifest.get("labels"):
-        inside(root, manifest["labels"])
-    return Bundle(root, manifest)
+    except OSError as exc:
+        raise EdgeError(f"cannot read {root / MANIFEST}: {exc.strerror}") from None
+    return Manifest.from_json(obj, source=str(root / MANIFEST))
 
 
-def _check_schema(root: Path, manifest: Any) -> None:
-    if not isinstance(manifest, dict):
-        raise EdgeError(f"{root / MANIFEST}: manifest must be a JSON object")
-    version = manifest.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise EdgeError(f"{root / MANIFEST}: unsupported schema_version {version!r} (this edge-sdk reads {SCHEMA_VERSION})")
-    missing = [k for k in REQUIRED_KEYS if k not in manifest]
-    if missing:
-        raise EdgeError(f"{root / MANIFEST}: missing keys {', '.join(missing)}")
-    spec = manifest["input"]
-    missing = [k for k in REQUIRED_INPUT_KEYS if not isinstance(spec, dict) or k not in spec]
-    if missing:
-        raise EdgeError(f"{root / MANIFEST}: input spec lacks {', '.join(missing)}")
-    if spec["layout"] not in ("NCHW", "NHWC"):
-        raise EdgeError(f"{root / MANIFEST}: input layout must be NCHW or NHWC, got {spec['layout']!r}")
+def _read_labels(root: Path, manifest: Manifest) -> tuple[str, ...] | None:
+    """labels.txt: present, UTF-8, one non-empty line per output class (an app shows these names)."""
+    if manifest.labels is None:
+        return None
+    file = inside(root, manifest.labels)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise EdgeError(f"{root}: labels file {manifest.labels} is missing (set manifest labels to null or "
+                        "re-convert the bundle)") from None
+    except UnicodeDecodeError as exc:
+        raise EdgeError(f"{root}: labels file {manifest.labels} is not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise EdgeError(f"{root}: cannot read labels file {manifest.labels}: {exc.strerror}") from None
+    labels = tuple(line.strip() for line in text.splitlines() if line.strip())
+    classes = manifest.output.num_classes
+    if len(labels) != classes:
+        raise EdgeError(f"{root}: labels file {manifest.labels} has {len(labels)} labels but the model outputs "
+                        f"{classes} classes (one label per line)")
+    return labels

@@ -58,7 +58,7 @@ def run_convert(model: str, out: Path) -> list[Path]:
 
 def run_validate(bundles: list[Path]) -> bool:
     """Re-run parity from each bundle alone (what an app team would do after receiving it)."""
-    from edge_sdk.converters.parity import summary
+    from edge_sdk.parity import summary
     from edge_sdk.validate import validate_bundle
     ok, rows = True, []
     for b in bundles:

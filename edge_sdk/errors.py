@@ -5,8 +5,9 @@
 """
 from __future__ import annotations
 
+import contextlib
 import difflib
-from typing import Iterable
+from typing import Iterable, Iterator
 
 
 class EdgeError(Exception):
@@ -34,3 +35,25 @@ def unknown(kind: str, word: str, choices: Iterable[str]) -> UsageError:
     if not hint:
         hint = f"; known: {', '.join(choices[:12])}{' ...' if len(choices) > 12 else ''}"
     return UsageError(f"unknown {kind} '{word}'{hint}")
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """`Type: first line of the message`, cut to `limit` characters (toolchain messages can be pages long)."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:limit]
+
+
+@contextlib.contextmanager
+def toolchain_errors(what: str) -> Iterator[None]:
+    """Turn any exception a toolchain raises inside the block into one `EdgeError("<what> failed: ...")` line.
+
+    Why one wrapper: torch.export, ExecuTorch, coremltools, litert-torch and ai-edge-quantizer raise dozens of
+    exception types with multi-page messages; the user needs one line saying which step failed and why. The
+    original exception is chained (EDGE_SDK_DEBUG=1 shows its traceback). EdgeError passes through unchanged.
+    """
+    try:
+        yield
+    except EdgeError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - toolchains raise anything
+        raise EdgeError(f"{what} failed: {first_line(exc)}") from exc

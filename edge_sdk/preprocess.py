@@ -1,4 +1,4 @@
-"""Image preprocessing from a manifest input spec (or a model's deploy config), with OpenCV.
+"""Image preprocessing from an `InputSpec` (a manifest's, or one built from a model's deploy config), with OpenCV.
 
 One function serves PyTorch reference, converters (calibration, parity) and every runtime, so the same image gives
 the same tensor everywhere: BGR->RGB, resize the shorter side to `resize` (bilinear, like timm's eval transform),
@@ -10,12 +10,13 @@ import os
 import re
 import struct
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import cv2
 import numpy as np
 
 from edge_sdk.errors import EdgeError
+from edge_sdk.manifest import InputSpec
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
@@ -115,18 +116,22 @@ def normalize(rgb_u8: np.ndarray, mean: Sequence[float], std: Sequence[float]) -
     return np.ascontiguousarray(x.transpose(2, 0, 1))
 
 
-def preprocess(img_bgr: np.ndarray, spec: Mapping[str, Any]) -> np.ndarray:
-    """One image -> normalized float32 (3, crop, crop), from a manifest input spec or `DeployConfig.to_dict()`.
-
-    Accepts both spellings of the crop size (`crop` in manifests, `input_size` in deploy configs).
-    """
-    crop = int(spec.get("crop") or spec["input_size"])
-    rgb = resize_center_crop(img_bgr, int(spec["resize"]), crop)
-    return normalize(rgb, spec["mean"], spec["std"])
+def as_input_spec(spec: InputSpec | Any) -> InputSpec:
+    """An InputSpec as is; a DeployConfig (or its `to_dict()`) through `InputSpec.from_deploy`, the one place where
+    a deploy config's `input_size` becomes the crop."""
+    return spec if isinstance(spec, InputSpec) else InputSpec.from_deploy(spec)
 
 
-def preprocess_batch(images: Sequence[np.ndarray], spec: Mapping[str, Any]) -> np.ndarray:
+def preprocess(img_bgr: np.ndarray, spec: InputSpec | Any) -> np.ndarray:
+    """One image -> normalized float32 (3, crop, crop) as the spec says (see `as_input_spec` for a deploy config)."""
+    spec = as_input_spec(spec)
+    rgb = resize_center_crop(img_bgr, spec.resize, spec.crop)
+    return normalize(rgb, spec.mean, spec.std)
+
+
+def preprocess_batch(images: Sequence[np.ndarray], spec: InputSpec | Any) -> np.ndarray:
     """Several BGR images -> (N, 3, crop, crop) float32."""
+    spec = as_input_spec(spec)
     return np.stack([preprocess(img, spec) for img in images])
 
 

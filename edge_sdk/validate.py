@@ -1,8 +1,9 @@
 """Validate a bundle from the bundle alone: integrity, parity against its stored reference set, accuracy on a folder.
 
 Nothing here needs the Python model class: the reference logits were computed by PyTorch at conversion time and
-stored in `reference.npz`; the same `converters.parity` code judges them, so `convert` and `validate` can never
-disagree about what "passed" means.
+stored in `reference.npz`; the same `edge_sdk.parity` code judges them, so `convert` and `validate` can never
+disagree about what "passed" means. Nothing here imports torch or the converters: a .tflite bundle validates on the
+light install.
 """
 from __future__ import annotations
 
@@ -22,18 +23,18 @@ def validate_bundle(path: str | Path, images: Path | None = None, thresholds: Ma
     reported in `failures` with `passed: False` so the caller can print them all before exiting 1.
     """
     from edge_sdk.bundle import inside, read_bundle
-    from edge_sdk.converters.parity import ReferenceSet, check, not_run, thresholds_for
+    from edge_sdk.parity import REFERENCE_FILE, ReferenceSet, check, not_run, thresholds_for
     bundle = read_bundle(path, verify=True)
     m = bundle.manifest
-    precision = m["precision"]
+    precision = m.precision
     limits = {**thresholds_for(precision), **(thresholds or {})}
-    report: dict[str, Any] = {"bundle": str(bundle.path), "target": m["target"], "backend": m["backend"],
+    report: dict[str, Any] = {"bundle": str(bundle.path), "target": m.target, "backend": m.backend,
                               "precision": precision, "accuracy": None, "failures": []}
     predictor, reason = _open(bundle.path, threads)
     if predictor is None:
         report["parity"] = not_run(reason)
     else:
-        ref = ReferenceSet.load(inside(bundle.path, m.get("reference") or "reference.npz"))
+        ref = ReferenceSet.load(inside(bundle.path, m.reference or REFERENCE_FILE))
         report["parity"] = check(predictor, ref, precision, limits)
         report["failures"] += report["parity"]["failures"]
         if images is not None:

@@ -22,8 +22,8 @@ LABELS = [f"thing_{i}" for i in range(10)]
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory) -> Path:
     """A tiny ExecuTorch XNNPACK bundle made by the real conversion pipeline (64x64 input, 10 labelled classes)."""
-    from converters.base import ConvertOptions
-    from converters.pipeline import convert
+    from edge_sdk.converters.base import ConvertOptions
+    from edge_sdk.converters.pipeline import convert
     out = tmp_path_factory.mktemp("camera_bundles")
     (res,) = convert("levit_tiny", "executorch", ConvertOptions(input_size=64), out, num_classes=10,
                      labels=LABELS, show_progress=False)

@@ -5,29 +5,28 @@ import json
 
 import pytest
 
-from edge_sdk.bundle import MANIFEST, read_bundle, sha256_file, update_manifest, write_bundle
+from edge_sdk.bundle import MANIFEST, read_bundle, sha256_file, update_manifest, write_bundle, write_labels
 from edge_sdk.errors import EdgeError, UsageError
+from edge_sdk.manifest import InputSpec, Manifest, ModelInfo, OutputSpec
 
 
 def _fill(content: bytes = b"model-bytes", labels=("cat", "dog")):
     def fill(tmp):
         (tmp / "model.bin").write_bytes(content)
-        return {"model": {"name": "x"}, "target": "executorch", "backend": "xnnpack", "precision": "fp32",
-                "file": "model.bin",
-                "input": {"name": "x", "shape": [1, 3, 8, 8], "layout": "NCHW", "dtype": "float32", "color": "RGB",
-                          "resize": 9, "crop": 8, "mean": [0, 0, 0], "std": [1, 1, 1],
-                          "normalization_in_model": False, "quantization": None},
-                "output": {"name": "y", "shape": [1, 2], "dtype": "float32", "kind": "logits"},
-                "toolchain": {}, "report": {}, "parity": {"status": "not_run"}, "_labels": list(labels)}
+        spec = InputSpec(resize=9, crop=8, mean=(0, 0, 0), std=(1, 1, 1), shape=(1, 3, 8, 8), name="x")
+        return Manifest(model=ModelInfo("x"), target="executorch", backend="xnnpack", precision="fp32",
+                        file="model.bin", input=spec, output=OutputSpec(shape=(1, len(labels)), name="y"),
+                        labels=write_labels(tmp, labels), toolchain={}, report={}, parity={"status": "not_run"})
     return fill
 
 
 def test_write_and_read(tmp_path):
     dest = write_bundle(tmp_path / "b", _fill())
     b = read_bundle(dest)
-    assert b.manifest["schema_version"] == 1
-    assert b.manifest["sha256"] == sha256_file(dest / "model.bin")
-    assert b.labels == ["cat", "dog"]
+    assert b.manifest.schema_version == 1
+    assert b.manifest.sha256 == sha256_file(dest / "model.bin")
+    assert b.labels == ("cat", "dog") and b.manifest.input.crop == 8
+    assert json.loads((dest / MANIFEST).read_text()) == b.manifest.to_json()
     assert sorted(p.name for p in dest.iterdir()) == ["labels.txt", "manifest.json", "model.bin"]
     assert [p.name for p in tmp_path.iterdir()] == ["b"]  # no temp leftovers
 

@@ -70,22 +70,24 @@ def test_manifest_contents(converted):
     from edge_sdk.bundle import read_bundle, sha256_file
     root, data = converted
     bundle = Path(data[0]["bundle"])
-    m = json.loads((bundle / "manifest.json").read_text())
-    assert m["schema_version"] == 1
-    assert m["sha256"] == sha256_file(bundle / "model.pte")
-    assert m["model"]["name"] == MODEL and m["model"]["num_classes"] == 10
-    assert m["model"]["params"] > 1000 and m["model"]["macs"] > 1000
-    assert m["model"]["checkpoint_sha256"] == sha256_file(root / "weights.pt")
-    assert m["input"] == {**m["input"], "shape": [1, 3, 64, 64], "layout": "NCHW", "dtype": "float32",
-                          "color": "RGB", "crop": 64, "resize": m["model"]["deploy"]["resize"],
-                          "normalization_in_model": False, "quantization": None}
-    assert len(m["input"]["mean"]) == 3 and len(m["input"]["std"]) == 3
-    assert m["labels"] == "labels.txt"
+    b = read_bundle(bundle)
+    m = b.manifest
+    assert json.loads((bundle / "manifest.json").read_text()) == m.to_json()  # the file is exactly the contract
+    assert m.schema_version == 1
+    assert m.sha256 == sha256_file(bundle / "model.pte")
+    assert m.model.name == MODEL and m.model.num_classes == 10
+    assert m.model.params > 1000 and m.model.macs > 1000
+    assert m.model.checkpoint_sha256 == sha256_file(root / "weights.pt")
+    assert (m.input.shape, m.input.layout, m.input.dtype, m.input.color, m.input.crop) == \
+        ((1, 3, 64, 64), "NCHW", "float32", "RGB", 64)
+    assert m.input.resize == m.model.deploy["resize"] and m.input.normalization_in_model is False
+    assert m.input.quantization is None and len(m.input.mean) == 3 and len(m.input.std) == 3
+    assert m.labels == "labels.txt"
     assert (bundle / "labels.txt").read_text().splitlines() == LABELS
-    assert set(m["toolchain"]) >= {"torch", "executorch", "coremltools", "litert-torch", "ai-edge-litert", "numpy"}
-    assert m["toolchain"]["executorch"]
-    assert m["parity"]["status"] == "passed" and m["reference"] == "reference.npz"
-    assert read_bundle(bundle).labels == LABELS
+    assert set(m.toolchain) >= {"torch", "executorch", "coremltools", "litert-torch", "ai-edge-litert", "numpy"}
+    assert m.toolchain["executorch"]
+    assert m.parity["status"] == "passed" and m.reference == "reference.npz"
+    assert b.labels == tuple(LABELS)
     no_partial(bundle.parent)
 
 

@@ -14,7 +14,8 @@ import pytest
 import torch
 from torch import nn
 
-from edge_sdk.converters.base import ConvertOptions, get_target
+from edge_sdk.converters.base import ConvertOptions
+from edge_sdk.converters.targets import get_target
 from edge_sdk.errors import EdgeError, UsageError
 from edge_sdk.models.registry import create_model
 from trained import CLASSES, trained_tiny
@@ -127,9 +128,10 @@ def test_every_precision_and_target(name: str, tmp_path: Path) -> None:
             op = COMPRESSION_OP[(precision, target)]
             assert rep["compression_ops"].get(op, 0) >= 3, rep["compression_ops"]
             assert rep["compression"]["method"] in ("linear_quantize_weights", "palettize_weights")
-        assert art.output_spec["name"] == "logits" and art.output_spec["kind"] == "logits"
-        assert art.output_spec["shape"] == [1, CLASSES]
-        assert ("class_label" in art.output_spec) == with_labels
+        assert art.output.name == "logits" and art.output.kind == "logits"
+        assert art.output.shape == (1, CLASSES)
+        assert ("class_label" in art.output.extras) == with_labels
+        assert art.input.normalization_in_model is True and art.input.extras["coreml_type"] == "image"
         assert rep["summary"]["ops"] == sum(rep["op_histogram"].values()) > 20
     assert sizes["fp32"] > 1.6 * sizes["fp16"]
     for compressed in ("int8", "palette6", "palette4"):

@@ -8,9 +8,10 @@ Each (family, backend, precision) is converted once per module (module-scoped ca
 """
 from __future__ import annotations
 
-import json
 import pytest
-from edge_sdk.converters.base import ConvertOptions, get_target
+from edge_sdk.bundle import read_bundle
+from edge_sdk.converters.base import ConvertOptions
+from edge_sdk.converters.targets import get_target
 from edge_sdk.converters.pipeline import ConvertResult, convert
 
 from trained import TINY, trained_tiny
@@ -83,16 +84,16 @@ def test_manifest_and_files(xnn):
     assert files == {"model.pte", "manifest.json", "labels.txt", "reference.npz"}
     assert r.bundle.name == f"{name}-executorch-xnnpack-{precision}"
     assert (r.bundle / "model.pte").read_bytes()[4:6] == b"ET"
-    m = json.loads((r.bundle / "manifest.json").read_text())
-    assert (m["target"], m["backend"], m["precision"]) == ("executorch", "xnnpack", precision)
-    assert m["input"]["shape"] == [1, 3, 64, 64] and m["input"]["layout"] == "NCHW"
-    assert m["output"]["shape"] == [1, 10] and m["output"]["kind"] == "logits"
-    assert m["model"]["checkpoint_sha256"] is None  # a module was passed, not a file
-    assert m["parity"]["status"] == "passed" and m["report"]["fully_delegated"] is True
+    m = read_bundle(r.bundle).manifest
+    assert (m.target, m.backend, m.precision) == ("executorch", "xnnpack", precision)
+    assert m.input.shape == (1, 3, 64, 64) and m.input.layout == "NCHW"
+    assert m.output.shape == (1, 10) and m.output.kind == "logits"
+    assert m.model.checkpoint_sha256 is None  # a module was passed, not a file
+    assert m.parity["status"] == "passed" and m.report["fully_delegated"] is True
     if precision == "fp32":
-        assert m["conversion"]["calibration"] is None and "quantize_ops" not in m["report"]
+        assert m.conversion["calibration"] is None and "quantize_ops" not in m.report
     else:
-        assert m["conversion"]["calibration"] == "generated" and m["conversion"]["calib_count"] == CALIB
+        assert m.conversion["calibration"] == "generated" and m.conversion["calib_count"] == CALIB
 
 
 @pytest.fixture(scope="module", params=[(f, p) for f in TINY for p in XNNPACK[1:]], ids=lambda fp: "-".join(fp))
@@ -138,8 +139,9 @@ def test_coreml_delegate_pte(coreml):
     assert rep["backend"] == "coreml" and rep["delegated_subgraphs"] == 1
     assert rep["non_delegated"] == {} and rep["fully_delegated"] is True and rep["delegated_ops"] > 20
     assert r.parity["status"] == "not_run" and "Core ML" in r.parity["reason"]
-    m = json.loads((r.bundle / "manifest.json").read_text())
-    assert (m["backend"], m["precision"]) == ("coreml", precision)
+    m = read_bundle(r.bundle).manifest
+    assert (m.backend, m.precision) == ("coreml", precision)
+    assert m.conversion["deployment_target"] == "iOS17"  # the target's default, written down
 
 
 def test_backend_precision_table():

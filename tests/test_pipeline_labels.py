@@ -1,7 +1,6 @@
 """Labels given to `convert` reach the Core ML classifier; without labels no classifier is invented."""
 from __future__ import annotations
 
-import json
 
 from edge_sdk.converters import ConvertOptions
 from edge_sdk.converters.pipeline import convert
@@ -21,5 +20,7 @@ def test_labels_become_the_coreml_classifier(tmp_path):
     (classify,) = [op for op in ops if op.op_type == "classify"]
     assert list(classify.inputs["classes"].val) == labels
     assert (res.bundle / "labels.txt").read_text().split() == labels
-    manifest = json.loads((res.bundle / "manifest.json").read_text())
-    assert manifest["parity"]["status"] == "not_run" and "macOS" in manifest["parity"]["reason"]
+    from edge_sdk.bundle import read_bundle
+    manifest = read_bundle(res.bundle).manifest
+    assert manifest.parity["status"] == "not_run" and "macOS" in manifest.parity["reason"]
+    assert manifest.output.extras == {"class_label": "classLabel", "class_probabilities": "classLabel_probs"}

@@ -8,6 +8,7 @@ import pytest
 
 import runtime_bundles as rb
 from edge_sdk.errors import EdgeError, UsageError
+from edge_sdk.manifest import InputSpec, OutputSpec, Quantization
 from edge_sdk.preprocess import read_image
 from edge_sdk.runtime import Predictor, TorchPredictor, load_bundle
 from edge_sdk.runtime.predictor import quantize
@@ -57,7 +58,7 @@ def test_runtimes_agree_with_each_other(bundles, images):
 def test_predictor_exposes_bundle_and_target(bundles):
     p = load_bundle(bundles["tflite_nhwc"])
     assert p.target == "tflite" and p.bundle.path == bundles["tflite_nhwc"]
-    assert p.input_spec["layout"] == "NHWC" and p.labels == rb.LABELS
+    assert p.input_spec.layout == "NHWC" and p.labels == rb.LABELS
 
 
 @pytest.mark.parametrize("bad, msg", [
@@ -73,12 +74,10 @@ def test_run_rejects_wrong_tensor(bundles, bad, msg):
         p.run(bad)
 
 
-def _spec(**kw):
-    spec = {"shape": [1, 8, 8, 3], "layout": "NHWC", "dtype": "int8", "color": "RGB", "resize": 8, "crop": 8,
-            "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25], "normalization_in_model": False,
-            "quantization": {"scale": 0.05, "zero_point": 3}}
-    spec.update(kw)
-    return spec
+def _spec(**kw) -> InputSpec:
+    spec = InputSpec(shape=(1, 8, 8, 3), layout="NHWC", dtype="int8", resize=8, crop=8, mean=(0.5, 0.5, 0.5),
+                     std=(0.25, 0.25, 0.25), quantization=Quantization(0.05, 3))
+    return spec.replace(**kw)
 
 
 def test_int8_nhwc_input_quantization_and_output_dequantization():
@@ -88,13 +87,12 @@ def test_int8_nhwc_input_quantization_and_output_dequantization():
         seen.append(q)
         return np.array([[10, -20, 30]], np.int8)
 
-    p = Predictor(raw_run, _spec(), {"kind": "logits", "quantization": {"scale": 0.5, "zero_point": -2}},
+    p = Predictor(raw_run, _spec(), OutputSpec(shape=(1, 3), dtype="int8", quantization=Quantization(0.5, -2)),
                   None, target="tflite")
     x = np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32)
     out = p.run(x)
     assert len(seen) == 2 and seen[0].shape == (1, 8, 8, 3) and seen[0].dtype == np.int8
-    np.testing.assert_array_equal(seen[1][0], quantize(x[1].transpose(1, 2, 0), {"scale": 0.05, "zero_point": 3},
-                                                      "int8"))
+    np.testing.assert_array_equal(seen[1][0], quantize(x[1].transpose(1, 2, 0), Quantization(0.05, 3), "int8"))
     np.testing.assert_allclose(out, [[6.0, -9.0, 16.0]] * 2)
     assert p.predict([np.zeros((8, 8, 3), np.uint8)], top_k=1)[0][0] == {"index": 2, "label": "class_2",
                                                                         "prob": pytest.approx(1 / (1 + np.exp(-10) + np.exp(-25)))}
@@ -105,8 +103,8 @@ def test_pixel_input_models_get_0_255_values():
     seen = []
     p = Predictor(lambda x: seen.append(x) or np.zeros((1, 2), np.float32),
                   _spec(layout="NCHW", dtype="float32", quantization=None, normalization_in_model=True,
-                        shape=[1, 3, 8, 8]),
-                  {"kind": "logits", "quantization": None}, None, target="coreml")
+                        shape=(1, 3, 8, 8)),
+                  OutputSpec(shape=(1, 2)), None, target="coreml")
     img = np.full((8, 8, 3), 200, np.uint8)
     p.run(p.preprocess([img]))
     np.testing.assert_allclose(seen[0], 200.0, atol=1e-3)

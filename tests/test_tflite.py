@@ -15,12 +15,14 @@ import numpy as np
 import pytest
 import torch
 
+from edge_sdk import parity as P
 from edge_sdk.converters import ConvertOptions
-from edge_sdk.converters import parity as P
+from edge_sdk.converters import parity as CP
 from edge_sdk.converters import pipeline as PL
 from edge_sdk.converters import tflite as T
 from edge_sdk.errors import EdgeError, UsageError
-from edge_sdk.models import reparameterize_model
+from edge_sdk.manifest import InputSpec
+from edge_sdk.models import DeployConfig, reparameterize_model
 from trained import TINY, trained_tiny
 
 PRECISIONS = ("fp32", "fp16", "dynamic_int8", "int8")
@@ -45,11 +47,9 @@ class Family:
         torch.set_num_threads(1)
         self.name, self.nhwc = name, nhwc
         self.model = reparameterize_model(trained_tiny(name))  # what `convert` exports
-        self.spec = PL.deploy_spec(self.model)
+        self.spec = InputSpec.from_deploy(self.model.deploy)
         self.size = self.model.deploy.input_size
-        images = P.parity_images(PL.PARITY_IMAGES, self.spec["resize"])
-        self.ref = P.build_reference(PL._torch_runner(self.model), images, self.spec, seed=PL.PARITY_SEED,
-                                     n_random=PL.PARITY_RANDOM)
+        self.ref = CP.reference_for(self.model)  # exactly the pipeline's reference set
         self.fp32 = T.convert_fp32(self.model, self.model.example_inputs(1)[0], nhwc)
         self._built: dict[str, T.Quantized] = {"fp32": T.Quantized(self.fp32, None)}
 
@@ -68,22 +68,22 @@ class Family:
         return path
 
     def parity(self, precision: str, tmp: Path) -> dict[str, Any]:
-        """converters/parity.py's metrics and verdict on the LiteRT outputs (images judged, random reported)."""
+        """edge_sdk/parity.py's metrics and verdict on the LiteRT outputs (images judged, random reported)."""
         path = self.file(precision, tmp)
-        out_img = run_litert(path, torch.from_numpy(self.ref.image_inputs(self.spec)), self.nhwc)
-        out_rnd = run_litert(path, torch.from_numpy(self.ref.random_inputs()), self.nhwc)
+        out_img = run_litert(path, torch.from_numpy(self.ref.image_inputs(self.spec)), self.nhwc, self.model.deploy)
+        out_rnd = run_litert(path, torch.from_numpy(self.ref.random_inputs()), self.nhwc, self.model.deploy)
         images, random = P.compare(self.ref.image_logits, out_img), P.compare(self.ref.random_logits, out_rnd)
         return {"images": images, "random": random,
                 "failures": P.verdict(precision, images, random, P.thresholds_for(precision))}
 
 
-def run_litert(path: Path, x: torch.Tensor, nhwc: bool) -> np.ndarray:
+def run_litert(path: Path, x: torch.Tensor, nhwc: bool, deploy: DeployConfig) -> np.ndarray:
     """The runtime harness's Predictor on the file (layout, int8 (de)quantization), fed with the spec read back from
     the file exactly as `export` writes it into the manifest: what an app and the pipeline's parity run."""
     from edge_sdk.runtime.engines import open_tflite
     from edge_sdk.runtime.predictor import Predictor
-    input_spec, output_spec = T.io_specs(path, nhwc)
-    predictor = Predictor(open_tflite(path), {**input_spec, "crop": int(x.shape[-1])}, output_spec, None, "tflite")
+    input_spec, output_spec = T.io_specs(path, nhwc, deploy)
+    predictor = Predictor(open_tflite(path), input_spec, output_spec, None, "tflite")
     return predictor.run(x.numpy())
 
 
@@ -103,8 +103,8 @@ def tmp(tmp_path_factory) -> Path:
 
 
 def test_target_registered():
-    from edge_sdk.converters.base import TARGETS
-    t = TARGETS["tflite"]
+    from edge_sdk.converters.targets import get_target
+    t = get_target("tflite")
     assert isinstance(t, T.TFLiteTarget)
     assert (t.suffix, t.backends, t.precisions) == (".tflite", ("litert",), ("fp32", "fp16", "dynamic_int8", "int8"))
     assert t.supports_nhwc and t.supports_calib == ("int8",) and t.default_precision() == "fp32"
@@ -147,11 +147,11 @@ def test_fp16_stores_half_weights(fam, tmp):
 def test_int8_io_and_what_stays_float(fam, tmp):
     """int8 input and output everywhere; inside, exactly the measured float islands, each explained in the report."""
     path = fam.file("int8", tmp)
-    art = T.artifact(path, ConvertOptions(precision="int8"), fam.built("int8"))
-    inp, out, rep = art.input_spec, art.output_spec, art.report
-    assert inp["dtype"] == "int8" and out["dtype"] == "int8"
-    assert inp["quantization"]["scale"] > 0 and -128 <= inp["quantization"]["zero_point"] <= 127
-    assert out["quantization"]["scale"] > 0
+    art = T.artifact(path, ConvertOptions(precision="int8"), fam.built("int8"), fam.model.deploy)
+    inp, out, rep = art.input, art.output, art.report
+    assert inp.dtype == "int8" and out.dtype == "int8"
+    assert inp.quantization.scale > 0 and -128 <= inp.quantization.zero_point <= 127
+    assert out.quantization.scale > 0
     assert rep["tensor_dtypes"]["int8"] > 50 and rep["int8_saturated_biases"] == []
     floats: dict[str, int] = {}
     for op in rep["float_ops"]:
@@ -250,9 +250,9 @@ def test_nhwc_parity(nhwc, tmp, precision):
     """NHWC file (Android camera layout): same parity bar, fed (1, H, W, 3); calibration permuted to NHWC too."""
     from edge_sdk.converters.tflite_report import build_report
     path = nhwc.file(precision, tmp)
-    inp, _ = T.io_specs(path, nhwc=True)
-    assert inp["layout"] == "NHWC" and inp["shape"] == [1, nhwc.size, nhwc.size, 3]
-    assert inp["dtype"] == ("int8" if precision == "int8" else "float32")
+    inp, _ = T.io_specs(path, True, nhwc.model.deploy)
+    assert inp.layout == "NHWC" and inp.shape == (1, nhwc.size, nhwc.size, 3)
+    assert inp.dtype == ("int8" if precision == "int8" else "float32")
     par = nhwc.parity(precision, tmp)
     assert par["failures"] == [], par["failures"]
     rep = build_report(path)
@@ -268,6 +268,7 @@ class Small(torch.nn.Module):
         super().__init__()
         self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
         self.fc = torch.nn.Linear(8, 10)
+        self.deploy = DeployConfig(input_size=16)  # targets read the preprocessing from it
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(torch.relu(self.conv(x)).mean(dim=(2, 3)))
@@ -282,15 +283,15 @@ def test_export_writes_artifact(tmp_path):
     assert art.file == "model.tflite" and art.backend == "litert"
     assert (tmp_path / art.file).read_bytes()[4:8] == b"TFL3"
     assert [p.name for p in tmp_path.iterdir()] == ["model.tflite"]  # no temp files left behind
-    assert art.input_spec["dtype"] == "int8" and art.input_spec["layout"] == "NCHW"
-    assert art.input_spec["normalization_in_model"] is False and art.output_spec["kind"] == "logits"
+    assert art.input.dtype == "int8" and art.input.layout == "NCHW" and art.input.crop == 16
+    assert art.input.normalization_in_model is False and art.output.kind == "logits"
     quant = art.report["quantization"]
     assert quant["recipe"] == "static_wi8_ai8" and quant["calibration"] == "min_max"
     assert quant["kept_float"] == [] and quant["full_integer"] and art.report["float_ops"] == []
     assert {"op_histogram", "transpose_count", "reshape_count", "gpu_compatible", "nnapi_compatible",
             "blocking_ops", "sources"} <= set(art.report)
     from edge_sdk.runtime.engines import open_tflite
-    x = np.zeros(art.input_spec["shape"], np.int8)
+    x = np.zeros(art.input.shape, np.int8)
     assert open_tflite(tmp_path / art.file)(x).shape == (1, 10)
 
 
@@ -317,5 +318,5 @@ def test_conversion_failure_is_one_clear_error():
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return x * 2 if x.sum() > 0 else x  # torch.export cannot trace a data-dependent branch
 
-    with pytest.raises(EdgeError, match="litert-torch could not convert"):
+    with pytest.raises(EdgeError, match="litert-torch conversion failed"):
         T.convert_fp32(DataDependent(), torch.randn(1, 3, 8, 8), False)

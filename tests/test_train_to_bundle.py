@@ -15,12 +15,13 @@ def test_training_checkpoint_converts_and_validates(tmp_path):
     res = CliRunner().invoke(cli, ["convert", str(ckpt), "--target", "executorch", "-o", str(out), "--json"])
     assert res.exit_code == 0, res.output
     (bundle,) = [p for p in out.iterdir() if p.is_dir()]
-    manifest = json.loads((bundle / "manifest.json").read_text())
-    assert manifest["model"]["name"] == "levit_tiny" and manifest["model"]["num_classes"] == 4
-    assert manifest["input"]["crop"] == 32  # the input size the model was trained at
+    from edge_sdk.bundle import read_bundle
+    manifest = read_bundle(bundle).manifest
+    assert manifest.model.name == "levit_tiny" and manifest.model.num_classes == 4
+    assert manifest.input.crop == 32  # the input size the model was trained at
     labels = (bundle / "labels.txt").read_text().split()
     assert len(labels) == 4 and all("_" in name for name in labels)  # synth class names, not class_0..
-    assert manifest["parity"]["status"] == "passed"
+    assert manifest.parity["status"] == "passed"
     res = CliRunner().invoke(cli, ["validate", str(bundle), "--images", str(tmp_path / "ckpt-levit_tiny-data" / "val")])
     assert res.exit_code == 0, res.output
     # the same checkpoint through `MODEL --checkpoint FILE`

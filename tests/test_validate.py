@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from edge_sdk.cli import cli
-from edge_sdk.converters import parity
+from edge_sdk import parity
 
 
 def validate(*args: str):
@@ -160,7 +160,7 @@ def test_non_finite_outputs_fail_parity():
 
 def test_summary_says_when_top1_was_not_judged():
     """Random-weight logits are near-ties: '0% top-1' next to cosine 0.99998 would read as a failure."""
-    from edge_sdk.converters.parity import summary
+    from edge_sdk.parity import summary
     tied = {"status": "passed", "thresholds": {"min_cosine": 0.97, "min_top1": 0.98},
             "images": {"cosine_min": 0.99997, "top1_agreement": 0.0, "decisive": 0, "top1_agreement_decisive": None}}
     assert summary(tied) == "passed (top1 not judged: 0 decisive, cos 1.0000)"

@@ -122,7 +122,7 @@ def classify(predictor: Any, frame: np.ndarray) -> tuple[list[dict[str, Any]], d
     t1 = time.perf_counter()
     out = predictor.run(x)  # (1, classes)
     t2 = time.perf_counter()
-    probs = out.astype(np.float64) if predictor.output_spec.get("kind") == "probabilities" else softmax(out)
+    probs = out.astype(np.float64) if predictor.output_spec.kind == "probabilities" else softmax(out)
     top = predictor.top_k(probs[0], TOP_K)
     t3 = time.perf_counter()
     return top, {"preprocess": 1e3 * (t1 - t0), "inference": 1e3 * (t2 - t1), "total": 1e3 * (t3 - t0)}
@@ -172,10 +172,10 @@ def _stats(values: list[float]) -> dict[str, float]:
 def summarize(a: argparse.Namespace, predictor: Any, source: FrameSource, records: list[dict[str, Any]],
               wall_s: float) -> dict[str, Any]:
     n = len(records)
-    m = predictor.bundle.manifest if predictor.bundle is not None else {}
+    m = predictor.manifest  # None for a PyTorch reference
     return {
-        "bundle": str(a.bundle), "model": m.get("model", {}).get("name"), "target": predictor.target,
-        "backend": m.get("backend"), "precision": m.get("precision"), "source": source.description,
+        "bundle": str(a.bundle), "model": m.model.name if m else None, "target": predictor.target,
+        "backend": m.backend if m else None, "precision": m.precision if m else None, "source": source.description,
         "threads": a.threads, "frames": n, "budget_ms": a.budget_ms,
         "over_budget": sum(r["total_ms"] > a.budget_ms for r in records),
         "latency_ms": {k: _stats([r[f"{k}_ms"] for r in records]) for k in ("preprocess", "inference", "total")}

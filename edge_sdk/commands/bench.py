@@ -17,6 +17,19 @@ def _parse_threads(value: str) -> list[int]:
     return threads
 
 
+def _backend(device: str):  # noqa: ANN202
+    """host -> edge_sdk.bench.run_host; adb / adb:SERIAL -> edge_sdk.android.run (the two bench backends)."""
+    from edge_sdk.errors import UsageError
+    name = device.split(":", 1)[0]
+    if name == "host" and device == "host":
+        from edge_sdk.bench import run_host
+        return run_host
+    if name == "adb":
+        from edge_sdk.android import run
+        return run
+    raise UsageError(f"--device must be host, adb or adb:SERIAL; got {device!r}")
+
+
 @click.command("bench")
 @click.argument("bundles", nargs=-1, required=True)
 @click.option("--threads", default="1", show_default=True, help="Comma-separated thread counts, e.g. 1,2.")
@@ -27,6 +40,8 @@ def _parse_threads(value: str) -> list[int]:
 @click.option("--e2e", is_flag=True, help="Time decode + preprocess + run of real JPEG frames, not just the model.")
 @click.option("--json", "json_file", type=click.Path(path_type=Path), help="Write all results as JSON.")
 @click.option("--csv", "csv_file", type=click.Path(path_type=Path), help="Write all results as CSV.")
+@click.option("--html", "html_file", type=click.Path(path_type=Path),
+              help="Write one self-contained HTML report (table + plots, machine, versions).")
 @click.option("--device", default="host", show_default=True,
               help="host, or adb / adb:SERIAL to run on an Android phone (needs --runner).")
 @click.option("--runner", type=click.Path(path_type=Path), help="Android benchmark binary: LiteRT benchmark_model "
@@ -36,7 +51,7 @@ def _parse_threads(value: str) -> list[int]:
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def bench_cmd(bundles: tuple[str, ...], threads: str, warmup: int, runs: int, budget_ms: float, e2e: bool,
               json_file: Path | None, csv_file: Path | None, device: str, runner: Path | None,
-              runner_kind: str | None, quiet: bool) -> None:
+              runner_kind: str | None, quiet: bool, html_file: Path | None = None) -> None:
     """Measure load time, first inference, p50/p90/p99/mean/std latency, throughput and peak RSS of BUNDLES.
 
     Each bundle x thread count runs in its own fresh process (ExecuTorch's thread pool can only be sized before
@@ -47,20 +62,16 @@ def bench_cmd(bundles: tuple[str, ...], threads: str, warmup: int, runs: int, bu
     Example:
       edge-sdk bench bundles/levit_128s-executorch-xnnpack-fp32 bundles/levit_128s-tflite-litert-fp32 \\
           --threads 1,2 --budget-ms 50 --json bench.json --csv bench.csv
+      edge-sdk bench bundles/*-fp32 bundles/*-int8 --html report.html
       edge-sdk bench bundles/levit_128s-tflite-litert-fp32 --e2e
       edge-sdk bench bundles/levit_128s-tflite-litert-fp32 --device adb:R58M12345 --runner ./benchmark_model
     """
     from edge_sdk import bench
     from edge_sdk.errors import EdgeError
     from edge_sdk.output import err_console
-    thread_list = _parse_threads(threads)
-    if device == "host":
-        results = bench.run_benchmarks(bundles, thread_list, warmup, runs, e2e=e2e, budget_ms=budget_ms,
-                                       show_progress=not quiet)
-    else:
-        from edge_sdk import android
-        results = android.run_on_device(bundles, device, runner, runner_kind, thread_list, warmup, runs,
-                                        budget_ms, e2e=e2e, show_progress=not quiet)
+    req = bench.BenchRequest(tuple(_parse_threads(threads)), warmup, runs, budget_ms, e2e, not quiet, runner,
+                             runner_kind)
+    results = _backend(device)(bundles, device, req)
     bench.print_comparison(results, budget_ms)
     if json_file:
         bench.write_json(json_file, results, {"budget_ms": budget_ms, "device": device})
@@ -68,6 +79,10 @@ def bench_cmd(bundles: tuple[str, ...], threads: str, warmup: int, runs: int, bu
     if csv_file:
         bench.write_csv(csv_file, results)
         err_console.print(f"wrote {csv_file}")
+    if html_file:
+        from edge_sdk.report_html import write_html_report
+        write_html_report(html_file, results, bundles, budget_ms, peaks=None if device == "host" else {})
+        err_console.print(f"wrote {html_file}")
     bad = bench.over_budget(results)
     if bad:
         names = ", ".join(f"{r.get('name')}@{r.get('threads')}t" for r in bad)

@@ -47,7 +47,7 @@ def validate_cmd(bundle: Path, images: Path | None, min_accuracy: float | None, 
 
 
 def _print(report: dict) -> None:
-    from edge_sdk.converters.parity import summary
+    from edge_sdk.parity import summary
     from edge_sdk.output import print_table
     p = report["parity"]
     rows = [("bundle", report["bundle"]), ("target", f"{report['target']} / {report['backend']} / "

@@ -1,6 +1,7 @@
 """`load_bundle`: read and verify a bundle, open its model file with the matching runtime, wrap it in a Predictor."""
 from __future__ import annotations
 
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any, Callable
 
@@ -33,13 +34,17 @@ def load_bundle(path: str | Path, threads: int | None = None, compute_units: str
         raise EdgeError(f"bundle target {bundle.target!r} has no runtime here; known: {', '.join(_OPENERS)}")
     raw_run = opener(bundle, threads, compute_units.upper())
     m = bundle.manifest
-    return Predictor(raw_run, m["input"], m["output"], bundle.labels, target=bundle.target, bundle=bundle)
+    return Predictor(raw_run, m.input, m.output, bundle.labels, target=m.target, bundle=bundle)
 
 
 def _open_executorch(bundle: Bundle, threads: int | None, compute_units: str) -> RawRun:
-    if bundle.manifest.get("backend") == "coreml":
+    if bundle.manifest.backend == "coreml":
         raise EdgeError("needs macOS/iOS: this .pte is delegated to Core ML, which ExecuTorch's Linux runtime does "
                         "not include; run it on Apple hardware or convert with --backend xnnpack")
+    missing = [name for name in ("torch", "executorch") if find_spec(name) is None]
+    if missing:  # the light install: ExecuTorch's Python runtime is built on torch
+        raise EdgeError(f"{bundle.path.name} is an ExecuTorch .pte and ExecuTorch's Python runtime needs torch "
+                        f"({' and '.join(missing)} not installed): pip install 'edge-sdk[convert]'")
     return engines.open_executorch(bundle.model_file, threads=threads)
 
 
@@ -49,9 +54,8 @@ def _open_tflite(bundle: Bundle, threads: int | None, compute_units: str) -> Raw
 
 def _open_coreml(bundle: Bundle, threads: int | None, compute_units: str) -> RawRun:
     predict = engines.open_coreml(bundle.model_file, compute_units=compute_units)  # EdgeError off macOS
-    spec_in, spec_out = bundle.manifest["input"], bundle.manifest["output"]
-    image_input = bool(spec_in.get("normalization_in_model"))
-    return _coreml_runner(predict, spec_in.get("name"), spec_out.get("name"), image_input)
+    spec_in, spec_out = bundle.manifest.input, bundle.manifest.output
+    return _coreml_runner(predict, spec_in.name, spec_out.name, spec_in.normalization_in_model)
 
 
 def _coreml_runner(predict: Callable[[dict], dict], in_name: str | None, out_name: str | None,

@@ -12,6 +12,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from edge_sdk.errors import UsageError
+from edge_sdk.manifest import InputSpec, Manifest, OutputSpec, Quantization
 from edge_sdk.preprocess import preprocess_batch
 
 RawRun = Callable[[np.ndarray], np.ndarray]
@@ -26,15 +27,23 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def quantize(x: np.ndarray, q: Mapping[str, Any], dtype: str) -> np.ndarray:
+def quantize(x: np.ndarray, q: Quantization, dtype: str) -> np.ndarray:
     """Affine quantization of a normalized tensor: q = round(x / scale) + zero_point, clipped to the dtype."""
     lo, hi = _INT_RANGES[dtype]
-    v = np.round(x / float(q["scale"])) + int(q["zero_point"])
+    v = np.round(x / q.scale) + q.zero_point
     return np.clip(v, lo, hi).astype(dtype)
 
 
-def dequantize(v: np.ndarray, q: Mapping[str, Any]) -> np.ndarray:
-    return ((v.astype(np.float32) - int(q["zero_point"])) * float(q["scale"])).astype(np.float32)
+def dequantize(v: np.ndarray, q: Quantization) -> np.ndarray:
+    return ((v.astype(np.float32) - q.zero_point) * q.scale).astype(np.float32)
+
+
+def _input_spec(spec: InputSpec | Mapping[str, Any]) -> InputSpec:
+    return spec if isinstance(spec, InputSpec) else InputSpec.from_json(spec, source="Predictor input_spec")
+
+
+def _output_spec(spec: OutputSpec | Mapping[str, Any]) -> OutputSpec:
+    return spec if isinstance(spec, OutputSpec) else OutputSpec.from_json(spec, source="Predictor output_spec")
 
 
 class Predictor:
@@ -43,25 +52,30 @@ class Predictor:
     `raw_run` takes a tensor in the model file's layout/dtype with the model's batch size and returns its raw output.
     """
 
-    def __init__(self, raw_run: RawRun, input_spec: Mapping[str, Any], output_spec: Mapping[str, Any],
-                 labels: Sequence[str] | None, target: str, bundle: Any = None) -> None:
+    def __init__(self, raw_run: RawRun, input_spec: InputSpec | Mapping[str, Any],
+                 output_spec: OutputSpec | Mapping[str, Any], labels: Sequence[str] | None, target: str,
+                 bundle: Any = None) -> None:
         self._raw_run = raw_run
-        self.input_spec = dict(input_spec)
-        self.output_spec = dict(output_spec)
+        self.input_spec = _input_spec(input_spec)
+        self.output_spec = _output_spec(output_spec)
         self.labels = list(labels) if labels else None
         self.target = target
         self.bundle = bundle
 
     # ---- shapes ------------------------------------------------------------------------------------------------
     @property
+    def manifest(self) -> Manifest | None:
+        """The bundle's manifest (None for the PyTorch reference)."""
+        return self.bundle.manifest if self.bundle is not None else None
+
+    @property
     def input_size(self) -> int:
-        return int(self.input_spec["crop"])
+        return self.input_spec.crop
 
     @property
     def model_batch(self) -> int | None:
         """The batch size baked into the model file (None when it accepts any)."""
-        shape = self.input_spec.get("shape") or []
-        return int(shape[0]) if shape and isinstance(shape[0], int) and shape[0] > 0 else None
+        return self.input_spec.batch
 
     def _check_input(self, x: Any) -> None:
         s = self.input_size
@@ -75,23 +89,23 @@ class Predictor:
     # ---- the model-file side -------------------------------------------------------------------------------------
     def _to_model_input(self, x: np.ndarray) -> np.ndarray:  # (B, 3, H, W) float32 normalized
         spec = self.input_spec
-        if spec.get("normalization_in_model"):  # the model wants 0-255 RGB pixels
-            mean = np.asarray(spec["mean"], np.float32).reshape(1, 3, 1, 1)
-            std = np.asarray(spec["std"], np.float32).reshape(1, 3, 1, 1)
+        if spec.normalization_in_model:  # the model wants 0-255 RGB pixels
+            mean = np.asarray(spec.mean, np.float32).reshape(1, 3, 1, 1)
+            std = np.asarray(spec.std, np.float32).reshape(1, 3, 1, 1)
             x = (x * std + mean) * 255.0
-        if spec["layout"] == "NHWC":
+        if spec.layout == "NHWC":
             x = x.transpose(0, 2, 3, 1)  # (B, H, W, 3)
-        dtype = spec.get("dtype", "float32")
+        dtype = spec.dtype
         if dtype in _INT_RANGES:
-            if spec.get("quantization"):
-                x = quantize(x, spec["quantization"], dtype)
+            if spec.quantization is not None:
+                x = quantize(x, spec.quantization, dtype)
             else:  # uint8 pixels without quantization params: the model takes raw 0-255 values
                 x = np.clip(np.round(x), *_INT_RANGES[dtype]).astype(dtype)
         return np.ascontiguousarray(x)
 
     def _from_model_output(self, y: np.ndarray) -> np.ndarray:
-        q = self.output_spec.get("quantization")
-        y = dequantize(y, q) if q else np.asarray(y, np.float32)
+        q = self.output_spec.quantization
+        y = dequantize(y, q) if q is not None else np.asarray(y, np.float32)
         return y.reshape(y.shape[0], -1)  # (B, classes)
 
     # ---- public API ----------------------------------------------------------------------------------------------
@@ -114,7 +128,7 @@ class Predictor:
 
     def probabilities(self, x: np.ndarray) -> np.ndarray:
         out = self.run(x)
-        if self.output_spec.get("kind") == "probabilities":
+        if self.output_spec.kind == "probabilities":
             return out.astype(np.float64)
         return softmax(out)
 
@@ -147,16 +161,13 @@ class TorchPredictor(Predictor):
         if threads:
             torch.set_num_threads(int(threads))
         deploy = deploy if deploy is not None else model.deploy
-        d = deploy.to_dict() if hasattr(deploy, "to_dict") else dict(deploy)
-        size = int(d.get("crop") or d["input_size"])
-        spec = {"shape": [None, 3, size, size], "layout": "NCHW", "dtype": "float32", "color": "RGB",
-                "resize": int(d["resize"]), "crop": size, "mean": list(d["mean"]), "std": list(d["std"]),
-                "normalization_in_model": False, "quantization": None}
+        spec = InputSpec.from_deploy(deploy)  # shape None: any batch
         self.model = model.eval()
 
         def raw_run(x: np.ndarray) -> np.ndarray:
             with torch.inference_mode():
                 return self.model(torch.from_numpy(x)).numpy().copy()
 
-        super().__init__(raw_run, spec, {"kind": "logits", "quantization": None},
-                         labels or d.get("labels"), target="pytorch")
+        labels = labels or (deploy.get("labels") if isinstance(deploy, Mapping) else getattr(deploy, "labels", None))
+        classes = int(getattr(model, "num_classes", 0) or 0) or 1
+        super().__init__(raw_run, spec, OutputSpec(shape=(-1, classes)), labels, target="pytorch")

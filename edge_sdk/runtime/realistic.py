@@ -45,6 +45,7 @@ def _synthetic_batch(model, size: int, batch: int, seed: int):  # noqa: ANN001, 
     """Normalized synthetic images (the procedural dataset when available, else smooth noise)."""
     import torch
 
+    from edge_sdk.manifest import InputSpec
     from edge_sdk.preprocess import preprocess_batch
     try:
         from edge_sdk.data.synth import make_images
@@ -52,6 +53,5 @@ def _synthetic_batch(model, size: int, batch: int, seed: int):  # noqa: ANN001, 
     except ImportError:
         rng = np.random.default_rng(seed)
         images = rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8)
-    spec = model.deploy.to_dict()
-    spec["resize"] = size  # images are already at the input size
+    spec = InputSpec.from_deploy(model.deploy).replace(resize=size)  # images are already at the input size
     return torch.from_numpy(preprocess_batch(list(images), spec))
