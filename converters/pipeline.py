@@ -76,7 +76,8 @@ def resolve_model(model: str | Path | nn.Module, checkpoint: Path | None = None,
                   input_size: int | None = None, pretrained: bool | str = False) -> Source:
     """Zoo name (+ optional --checkpoint), an edge-sdk checkpoint file, or a ready nn.Module."""
     from edge_sdk.models import create_model
-    from edge_sdk.models.checkpoint import model_from_checkpoint, model_meta, read_checkpoint
+    from edge_sdk.models import model_from_checkpoint
+    from edge_sdk.models.checkpoint import model_meta, read_checkpoint
     if isinstance(model, nn.Module):
         if input_size is not None or num_classes is not None:
             raise UsageError("--input-size/--num-classes apply to zoo names and checkpoints, not a model object")

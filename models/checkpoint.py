@@ -1,5 +1,8 @@
 """Weights files written by this project: safe to load (weights_only=True), self-describing, written atomically.
 
+Only file I/O lives here (a leaf of the import graph); rebuilding a model from a checkpoint needs the zoo and is
+`edge_sdk.models.model_from_checkpoint` (models/registry.py).
+
 A checkpoint is a dict: `{"format": "edge-sdk", "model": {"name", "num_classes", "overrides"}, "state_dict": ...}`
 plus, for training checkpoints, optimizer/scheduler/EMA state. A bare state dict is accepted too.
 """
@@ -112,55 +115,6 @@ def save_weights(model: nn.Module, path: str | Path, overrides: dict[str, Any] |
     return atomic_torch_save(ckpt, path)
 
 
-MAX_CLASSES = 100_000  # far above any classifier this project builds; 10**15 would allocate the head first
-
-
-def check_meta(meta: dict[str, Any], path: str | Path) -> tuple[str, int, dict[str, Any]]:
-    """Types and ranges of a checkpoint's model description, checked before anything is built from it."""
-    name, classes, overrides = meta.get("name"), meta.get("num_classes"), meta.get("overrides")
-    if not isinstance(name, str) or not name:
-        raise EdgeError(f"checkpoint {path}: model name must be a non-empty string, got {_short(name)}")
-    if isinstance(classes, bool) or not isinstance(classes, int) or not 1 <= classes <= MAX_CLASSES:
-        raise EdgeError(f"checkpoint {path}: num_classes must be an integer from 1 to {MAX_CLASSES}, "
-                        f"got {_short(classes)}")
-    overrides = {} if overrides is None else overrides
-    if not isinstance(overrides, dict) or not all(isinstance(k, str) and k.isidentifier() for k in overrides):
-        raise EdgeError(f"checkpoint {path}: overrides must map option names to values, got {_short(overrides)}")
-    return name, classes, overrides
-
-
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _fits_weights(name: str, classes: int, kw: dict[str, Any], state: dict[str, Any], path: str | Path) -> None:
-    """Build the described model on the meta device (no memory) and compare its tensor shapes with the file's, so
-    hostile sizes in the metadata are refused before a real model is allocated."""
-    from .registry import create_model
-    with torch.device("meta"):
-        shell = create_model(name, num_classes=classes, **kw)
-    own = {k: tuple(v.shape) for k, v in shell.state_dict().items()}
-    theirs = {k: tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)}
-    if own != theirs:
-        bad = sorted(set(own) ^ set(theirs)) or sorted(k for k in own if own[k] != theirs.get(k))
-        raise UsageError(f"checkpoint {path}: its metadata describes a model whose weights do not match the "
-                         f"file's ({', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''})")
-
-
-def model_from_checkpoint(path: str | Path, **overrides: Any) -> nn.Module:
-    """Rebuild the model a checkpoint describes and load its weights (for `edge-sdk convert CHECKPOINT`)."""
-    from .registry import create_model
-    ckpt = read_checkpoint(path)
-    meta = model_meta(ckpt)
-    if meta is None:
-        raise UsageError(f"{path} is not an edge-sdk checkpoint (no model name inside); "
-                         "pass the model name and --checkpoint instead")
-    name, classes, saved = check_meta(meta, path)
-    kw = {**saved, **overrides}
-    try:
-        _fits_weights(name, classes, kw, state_dict_of(ckpt), path)
-    except (TypeError, ValueError, AssertionError, RuntimeError, IndexError, KeyError) as exc:
-        raise UsageError(f"checkpoint {path}: invalid model configuration {_short(kw)}: {type(exc).__name__}: "
-                         f"{str(exc).splitlines()[0][:200] if str(exc) else ''}") from exc
-    return create_model(name, num_classes=classes, checkpoint=path, **kw)

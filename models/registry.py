@@ -2,6 +2,12 @@
 
 A variant factory is a function `(num_classes, **overrides) -> EdgeModel`; overrides are validated against the
 family's frozen config dataclass, so a misspelt option is an error that names it, never silently ignored.
+
+This module is a leaf: it imports no family. The families are gathered in one place, `models/families.py`
+(imported by `edge_sdk/models/__init__.py`, so the table is full whenever `edge_sdk.models` is importable); each
+family module adds its variants with `register(ModelEntry(...))`. Rebuilding a model from an edge-sdk checkpoint
+(`model_from_checkpoint`) lives here too, because it needs `create_model`; models/checkpoint.py only reads and
+writes weight files (so it is a leaf as well).
 """
 from __future__ import annotations
 
@@ -11,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from edge_sdk.errors import UsageError, unknown
+from edge_sdk.errors import EdgeError, UsageError, unknown
 
 from .base import DeployConfig, EdgeModel
 
@@ -40,13 +46,7 @@ def register(entry: ModelEntry) -> ModelEntry:
     return entry
 
 
-def _load_families() -> None:
-    # Importing the family modules registers their variants (kept lazy to avoid import cycles).
-    from . import families  # noqa: F401
-
-
 def get_entry(name: str) -> ModelEntry:
-    _load_families()
     if name not in _REGISTRY:
         raise unknown("model", name, _REGISTRY)
     return _REGISTRY[name]
@@ -54,7 +54,6 @@ def get_entry(name: str) -> ModelEntry:
 
 def list_models(pattern: str = "*", include_tiny: bool = True) -> list[str]:
     """Registered variant names matching a shell-style pattern, sorted."""
-    _load_families()
     return sorted(n for n, e in _REGISTRY.items()
                   if fnmatch.fnmatch(n, pattern) and (include_tiny or not e.tiny))
 
@@ -103,3 +102,59 @@ def create_model(name: str, num_classes: int = 1000, checkpoint: str | Path | No
 def factory(name: str) -> Callable[..., EdgeModel]:
     """A `create_model` partial, handy for tests and recipes."""
     return lambda **kw: create_model(name, **kw)
+
+
+# ---- rebuilding a model from an edge-sdk checkpoint ------------------------------------------------------------
+
+MAX_CLASSES = 100_000  # far above any classifier this project builds; 10**15 would allocate the head first
+
+
+def check_meta(meta: dict[str, Any], path: str | Path) -> tuple[str, int, dict[str, Any]]:
+    """Types and ranges of a checkpoint's model description, checked before anything is built from it."""
+    name, classes, overrides = meta.get("name"), meta.get("num_classes"), meta.get("overrides")
+    if not isinstance(name, str) or not name:
+        raise EdgeError(f"checkpoint {path}: model name must be a non-empty string, got {_short(name)}")
+    if isinstance(classes, bool) or not isinstance(classes, int) or not 1 <= classes <= MAX_CLASSES:
+        raise EdgeError(f"checkpoint {path}: num_classes must be an integer from 1 to {MAX_CLASSES}, "
+                        f"got {_short(classes)}")
+    overrides = {} if overrides is None else overrides
+    if not isinstance(overrides, dict) or not all(isinstance(k, str) and k.isidentifier() for k in overrides):
+        raise EdgeError(f"checkpoint {path}: overrides must map option names to values, got {_short(overrides)}")
+    return name, classes, overrides
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _fits_weights(name: str, classes: int, kw: dict[str, Any], state: dict[str, Any], path: str | Path) -> None:
+    """Build the described model on the meta device (no memory) and compare its tensor shapes with the file's, so
+    hostile sizes in the metadata are refused before a real model is allocated."""
+    import torch
+    with torch.device("meta"):
+        shell = create_model(name, num_classes=classes, **kw)
+    own = {k: tuple(v.shape) for k, v in shell.state_dict().items()}
+    theirs = {k: tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)}
+    if own != theirs:
+        bad = sorted(set(own) ^ set(theirs)) or sorted(k for k in own if own[k] != theirs.get(k))
+        raise UsageError(f"checkpoint {path}: its metadata describes a model whose weights do not match the "
+                         f"file's ({', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''})")
+
+
+def model_from_checkpoint(path: str | Path, **overrides: Any) -> EdgeModel:
+    """Rebuild the model a checkpoint describes and load its weights (for `edge-sdk convert CHECKPOINT`)."""
+    from .checkpoint import model_meta, read_checkpoint, state_dict_of
+    ckpt = read_checkpoint(path)
+    meta = model_meta(ckpt)
+    if meta is None:
+        raise UsageError(f"{path} is not an edge-sdk checkpoint (no model name inside); "
+                         "pass the model name and --checkpoint instead")
+    name, classes, saved = check_meta(meta, path)
+    kw = {**saved, **overrides}
+    try:
+        _fits_weights(name, classes, kw, state_dict_of(ckpt), path)
+    except (TypeError, ValueError, AssertionError, RuntimeError, IndexError, KeyError) as exc:
+        raise UsageError(f"checkpoint {path}: invalid model configuration {_short(kw)}: {type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0][:200] if str(exc) else ''}") from exc
+    return create_model(name, num_classes=classes, checkpoint=path, **kw)

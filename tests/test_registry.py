@@ -10,7 +10,8 @@ from click.testing import CliRunner
 from edge_sdk.cli import cli
 from edge_sdk.errors import EdgeError, UsageError
 from edge_sdk.models import create_model, list_models, save_weights
-from edge_sdk.models.checkpoint import atomic_torch_save, model_from_checkpoint
+from edge_sdk.models import model_from_checkpoint
+from edge_sdk.models.checkpoint import atomic_torch_save
 
 TINY = "mobilevitv2_tiny"
 

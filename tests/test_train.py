@@ -11,7 +11,8 @@ from click.testing import CliRunner
 from edge_sdk.cli import cli
 from edge_sdk.errors import UsageError
 from edge_sdk.models import create_model
-from edge_sdk.models.checkpoint import model_from_checkpoint, read_checkpoint
+from edge_sdk.models import model_from_checkpoint
+from edge_sdk.models.checkpoint import read_checkpoint
 from edge_sdk.train.quick import quick_train, synth_data
 from edge_sdk.train.recipe import list_recipes, load_recipe, parse_set
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from edge_sdk.models.checkpoint import model_from_checkpoint, read_checkpoint
+from edge_sdk.models import model_from_checkpoint
+from edge_sdk.models.checkpoint import read_checkpoint
 from edge_sdk.train.quick import synth_data
 
 TORCHRUN = Path(sys.executable).with_name("torchrun")

@@ -8,7 +8,8 @@ import torch
 
 from edge_sdk.errors import UsageError
 from edge_sdk.models import create_model
-from edge_sdk.models.checkpoint import model_from_checkpoint, read_checkpoint
+from edge_sdk.models import model_from_checkpoint
+from edge_sdk.models.checkpoint import read_checkpoint
 from edge_sdk.train.distill import distill_loss, total_loss
 from edge_sdk.train.engine import TrainJob, train
 from edge_sdk.train.optim import CosineSchedule, make_optimizer

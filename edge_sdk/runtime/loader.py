@@ -1,7 +1,6 @@
 """`load_bundle`: read and verify a bundle, open its model file with the matching runtime, wrap it in a Predictor."""
 from __future__ import annotations
 
-from importlib.util import find_spec
 from pathlib import Path
 from typing import Any, Callable
 
@@ -41,10 +40,12 @@ def _open_executorch(bundle: Bundle, threads: int | None, compute_units: str) ->
     if bundle.manifest.backend == "coreml":
         raise EdgeError("needs macOS/iOS: this .pte is delegated to Core ML, which ExecuTorch's Linux runtime does "
                         "not include; run it on Apple hardware or convert with --backend xnnpack")
-    missing = [name for name in ("torch", "executorch") if find_spec(name) is None]
-    if missing:  # the light install: ExecuTorch's Python runtime is built on torch
+    try:  # the light install has neither: ExecuTorch's Python runtime is built on torch
+        import executorch.runtime  # noqa: F401
+        import torch  # noqa: F401
+    except ImportError as exc:
         raise EdgeError(f"{bundle.path.name} is an ExecuTorch .pte and ExecuTorch's Python runtime needs torch "
-                        f"({' and '.join(missing)} not installed): pip install 'edge-sdk[convert]'")
+                        f"({exc}): pip install 'edge-sdk[convert]'") from None
     return engines.open_executorch(bundle.model_file, threads=threads)
 
 

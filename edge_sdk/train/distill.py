@@ -46,7 +46,7 @@ class TeacherAdapter(nn.Module):
 def load_teacher(spec: str, checkpoint: str | None, num_classes: int) -> nn.Module:
     """`spec` is an edge-sdk checkpoint path or a zoo name (weights from `checkpoint`, else random: a warning)."""
     from edge_sdk.models import create_model, list_models
-    from edge_sdk.models.checkpoint import model_from_checkpoint
+    from edge_sdk.models import model_from_checkpoint
     if Path(spec).is_file():
         teacher = model_from_checkpoint(spec)
     elif spec in list_models():

@@ -49,7 +49,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, batch_size: in
     from edge_sdk.data.folder import check_same_classes
     from edge_sdk.data.transforms import EvalTransform
     from edge_sdk.errors import UsageError
-    from edge_sdk.models.checkpoint import model_from_checkpoint
+    from edge_sdk.models import model_from_checkpoint
     model = model_from_checkpoint(checkpoint)
     ds = ImageFolderDataset(data, EvalTransform(model.deploy.to_dict()))
     labels = list(model.deploy.labels or [])

@@ -32,7 +32,8 @@ def weights_path(name: str) -> Path:
 
 def train_one(name: str, work: Path) -> dict:
     from edge_sdk.data.synth import write_imagefolder
-    from edge_sdk.models.checkpoint import model_from_checkpoint, save_weights
+    from edge_sdk.models import model_from_checkpoint
+    from edge_sdk.models.checkpoint import save_weights
     from edge_sdk.train.engine import TrainJob, train
     from edge_sdk.train.recipe import load_recipe
 
