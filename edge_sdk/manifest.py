@@ -110,7 +110,7 @@ class _Fields:
             self.fail(name, f"must be > 0, got {v}")
         return float(v)
 
-    def bool_(self, key: str, optional: bool = False, default: bool = False) -> bool:
+    def bool_(self, key: str, optional: bool = False, default: bool = False) -> bool:  # noqa: FBT001
         v = self.get(key, optional, default)
         if not isinstance(v, bool):
             self.fail(self.path(key), f"must be true or false, got {_kind(v)}")
@@ -130,9 +130,10 @@ class _Fields:
             self.fail(self.path(key), f"must be a list of 3 numbers (R, G, B), got {_kind(v)}")
         return tuple(self.check_float(f"{self.path(key)}[{i}]", x, positive) for i, x in enumerate(v))  # type: ignore
 
-    def shape(self, key: str, optional: bool = False, rank: int | None = None) -> tuple[int, ...] | None:
+    def shape(self, key: str, optional: bool = False, rank: int | None = None,
+              nullable: bool = False) -> tuple[int, ...] | None:
         v = self.get(key, optional)
-        if v is None and optional:
+        if v is None and (optional or nullable):
             return None
         if not isinstance(v, list) or not v or (rank is not None and len(v) != rank):
             want = f"a list of {rank} integers" if rank else "a non-empty list of integers"
@@ -231,7 +232,8 @@ class InputSpec:
         d = deploy if isinstance(deploy, Mapping) else {k: getattr(deploy, k, None)
                                                          for k in ("input_size", "resize", "mean", "std")}
         obj: dict[str, Any] = {"resize": d.get("resize"), "crop": d.get("input_size"),
-                               "mean": _plain(d.get("mean")), "std": _plain(d.get("std"))}
+                               "mean": _plain(d.get("mean")), "std": _plain(d.get("std")), "shape": None,
+                               "layout": "NCHW", "dtype": "float32", "color": "RGB", "normalization_in_model": False}
         extras = dict(file_facts.pop("extras", None) or {})
         obj.update({k: _plain(v) for k, v in file_facts.items()})
         return cls.from_json({**obj, **extras}, source="deploy config", where="input")
@@ -239,15 +241,14 @@ class InputSpec:
     @classmethod
     def from_json(cls, obj: Any, source: str = "manifest", where: str = "input") -> InputSpec:
         f = _Fields(obj, where, source)
-        layout = f.str_("layout", optional=True, choices=LAYOUTS, default="NCHW")
-        dtype = f.str_("dtype", optional=True, choices=INPUT_DTYPES, default="float32")
+        layout = f.str_("layout", choices=LAYOUTS)
+        dtype = f.str_("dtype", choices=INPUT_DTYPES)
         spec = cls(resize=f.int_("resize", 1, MAX_SIDE), crop=f.int_("crop", 1, MAX_SIDE),
                    mean=f.floats3("mean"), std=f.floats3("std", positive=True),
-                   shape=f.shape("shape", optional=True, rank=4), layout=layout, dtype=dtype,
-                   name=f.str_("name", optional=True), color=f.str_("color", optional=True, choices=COLORS,
-                                                                     default="RGB"),
+                   shape=f.shape("shape", rank=4, nullable=True), layout=layout, dtype=dtype,
+                   name=f.str_("name", optional=True), color=f.str_("color", choices=COLORS),
                    scale=f.float_("scale", positive=True, optional=True, default=1 / 255),
-                   normalization_in_model=f.bool_("normalization_in_model", optional=True),
+                   normalization_in_model=f.bool_("normalization_in_model"),
                    quantization=f.quantization("quantization", dtype),
                    extras={k: v for k, v in obj.items() if k not in _INPUT_KEYS})
         _check_input_shape(f, spec)
