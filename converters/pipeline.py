@@ -68,42 +68,13 @@ def bundle_name(model_name: str, target: str, backend: str, precision: str, nhwc
 
 # ---- resolve the model -------------------------------------------------------------------------------------------
 
-def _looks_like_file(spec: str) -> bool:
-    return "/" in spec or "\\" in spec or Path(spec).suffix in (".pt", ".pth", ".ckpt", ".bin")
-
-
 def resolve_model(model: str | Path | nn.Module, checkpoint: Path | None = None, num_classes: int | None = None,
                   input_size: int | None = None, pretrained: bool | str = False) -> Source:
-    """Zoo name (+ optional --checkpoint), an edge-sdk checkpoint file, or a ready nn.Module."""
-    from edge_sdk.models import create_model
-    from edge_sdk.models import model_from_checkpoint
-    from edge_sdk.models.checkpoint import model_meta, read_checkpoint
-    if isinstance(model, nn.Module):
-        if input_size is not None or num_classes is not None:
-            raise UsageError("--input-size/--num-classes apply to zoo names and checkpoints, not a model object")
-        return Source(model, getattr(model, "name", "") or type(model).__name__.lower())
-    spec = str(model)
-    size = {"input_size": input_size} if input_size else {}
-    if Path(spec).is_file() or _looks_like_file(spec):
-        if checkpoint is not None:
-            raise UsageError("give either a checkpoint file or MODEL --checkpoint FILE, not both")
-        path = Path(spec)
-        if not path.is_file():
-            raise UsageError(f"checkpoint not found: {path}")
-        meta = model_meta(read_checkpoint(path)) or {}
-        _check_num_classes(num_classes, meta.get("num_classes"), path)
-        return Source(model_from_checkpoint(path, **size), str(meta.get("name")), checkpoint=path)
-    if checkpoint is not None:
-        meta = model_meta(read_checkpoint(checkpoint)) or {}
-        _check_num_classes(num_classes, meta.get("num_classes"), checkpoint)
-        num_classes = num_classes or meta.get("num_classes")
-    m = create_model(spec, num_classes=num_classes or 1000, checkpoint=checkpoint, pretrained=pretrained, **size)
-    return Source(m, spec, checkpoint=checkpoint)
-
-
-def _check_num_classes(wanted: int | None, stored: int | None, path: Path) -> None:
-    if wanted is not None and stored is not None and wanted != stored:
-        raise UsageError(f"--num-classes {wanted} disagrees with checkpoint {path} ({stored} classes)")
+    """Zoo name (+ optional --checkpoint), an edge-sdk checkpoint file, a .pt2, `file.py:factory`, or a ready
+    nn.Module: one resolver for every source (converters/sources.py)."""
+    from .sources import SourceOptions, resolve_source
+    return resolve_source(model, SourceOptions(checkpoint=checkpoint, num_classes=num_classes, input_size=input_size,
+                                               pretrained=pretrained or None))
 
 
 def resolve_labels(model: nn.Module, labels: Sequence[str] | None) -> list[str]:
@@ -144,13 +115,25 @@ def calibration_images(spec: InputSpec, calib_dir: Path | None, count: int) -> l
     return [read_image(p) for p in files[::step_n][:count]]
 
 
-def check_calib_dir(calib_dir: Path) -> list[Path]:
-    from edge_sdk.preprocess import list_images
+def check_calib_dir(calib_dir: Path, count: int | None = None) -> list[Path]:
+    """The folder's image files; with `count`, the ones calibration will use are decoded now, so an undecodable
+    file stops the conversion before the export instead of after it (issue 14)."""
+    from edge_sdk.preprocess import list_images, read_image
     if not Path(calib_dir).is_dir():
         raise UsageError(f"calibration folder not found: {calib_dir}")
     files = list_images(calib_dir)
     if not files:
         raise UsageError(f"calibration folder {calib_dir} holds no images (.jpg, .png, ...)")
+    if count:
+        bad = []
+        for p in files[::max(1, len(files) // count)][:count]:
+            try:
+                read_image(p)
+            except EdgeError as exc:
+                bad.append(str(exc))
+        if bad:
+            raise UsageError(f"calibration folder {calib_dir}: {len(bad)} of the images calibration uses cannot be "
+                             f"read ({bad[0]}{'; ...' if len(bad) > 1 else ''}); remove or replace them")
     return files
 
 
@@ -289,7 +272,7 @@ def convert(model: str | Path | nn.Module, target: str, opts: ConvertOptions, ou
     for t, _ in jobs:
         _check_available(t)
     if opts.calib_dir is not None:
-        check_calib_dir(opts.calib_dir)
+        check_calib_dir(opts.calib_dir, opts.calib_count)
     with _progress(show_progress)("load model"):
         src = resolve_model(model, checkpoint, num_classes, opts.input_size, pretrained)
         src.labels = resolve_labels(src.model, labels)

@@ -25,6 +25,7 @@ COMMAND_MODULES = {
     "data": "data", "train": "train", "eval": "train",
     "serve": "serve", "app": "app", "demo": "demo",  # issue 13: camera apps
     "profile": "profile",  # issue 12: per-op profiler
+    "lint": "lint",  # issue 11: bring your own model
 }
 
 

@@ -109,6 +109,9 @@ class _LazyHelpCommand(click.Command):
         return super().get_help(ctx)
 
 
+from edge_sdk.commands.lint import byom_options, is_byom, resolve_for_convert  # noqa: E402 (issue 11 sources)
+
+
 @click.command("convert", cls=_LazyHelpCommand, short_help="Convert a zoo model or checkpoint into deployable bundles.")
 @click.argument("model")
 @click.option("--target", "-t", required=True, type=_TableChoice("target"), help="A target of the table, or all.")
@@ -137,15 +140,22 @@ class _LazyHelpCommand(click.Command):
               show_default=True, help="Folder that receives the bundles.")
 @click.option("--force", is_flag=True, help="Replace existing bundles (atomically).")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@byom_options
 def convert_cmd(model: str, target: str, precision: str | None, backend: str | None, input_size: int | None,
                 nhwc: bool, calib_dir: Path | None, calib_count: int, labels_file: Path | None,
                 deployment_target: str | None, num_classes: int | None, checkpoint: Path | None, pretrained: bool,
-                weights: str | None, out_dir: Path, force: bool, as_json: bool) -> None:
+                weights: str | None, out_dir: Path, force: bool, as_json: bool, mean: str | None, std: str | None,
+                crop_pct: float | None, fix: bool) -> None:
     from edge_sdk.converters.base import ConvertOptions
     from edge_sdk.converters.pipeline import convert, read_labels
     from edge_sdk.errors import EdgeError
     labels = read_labels(labels_file) if labels_file else None
-    if labels and num_classes is None and checkpoint is None and not Path(model).is_file():
+    if fix or is_byom(model):  # .pt2 / file.py:factory / --fix: resolved (and fixed) here, handed over as a module
+        model = resolve_for_convert(model, fix, checkpoint, weights, input_size, num_classes, labels, mean, std,
+                                    crop_pct, pretrained, show_progress=not as_json)
+        input_size = num_classes = checkpoint = weights = None
+        pretrained = False
+    if labels and num_classes is None and checkpoint is None and isinstance(model, str) and not Path(model).is_file():
         num_classes = len(labels)
     opts = ConvertOptions(precision=precision, backend=backend, nhwc=nhwc, input_size=input_size,
                           calib_dir=calib_dir, calib_count=calib_count, deployment_target=deployment_target)
