@@ -21,6 +21,7 @@ from torch import nn
 from .base import DeployConfig, EdgeModel
 from .layers import (ClassifierHead, ConvBN, InvertedResidual, PatchGrid, Residual, cat_channels,
                      fold_bn_into_next_conv, head_slices)
+from .norms import EXACT_NORMS, drop_affine, fold_affine_into_conv, make_norm
 from .registry import ModelEntry, register
 
 OUTPUT_STRIDE = 32
@@ -41,6 +42,7 @@ class MobileViTConfig:
     layer2_blocks: int = 3  # MV2 blocks in layer2 (the first one strides)
     head_dropout: float = 0.1
     drop_path: float = 0.0  # stochastic depth on the transformer residuals (training only)
+    norm: str = "bn"  # transformer norms: "bn" (folds away) or "exact" (LayerNorm as published: norms.py)
 
 
 def check_input_size(size: int, patch: int) -> None:
@@ -64,13 +66,13 @@ class Attention(nn.Module):
 
     transformer_init = True  # `init_weights`: trunc-normal(0.02) like the paper's Linear layers
 
-    def __init__(self, dim: int, num_heads: int) -> None:
+    def __init__(self, dim: int, num_heads: int, norm: str = "bn") -> None:
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"attention dim {dim} is not divisible by {num_heads} heads")
         self.num_heads, self.head_dim = num_heads, dim // num_heads
         self.scale = self.head_dim ** -0.5
-        self.norm: nn.Module = nn.BatchNorm2d(dim)
+        self.norm: nn.Module = make_norm(norm, dim, "layer")
         self.q, self.k, self.v = (nn.Conv2d(dim, dim, 1) for _ in range(3))  # rule 4: no qkv split
         self.proj = nn.Conv2d(dim, dim, 1)
 
@@ -86,9 +88,21 @@ class Attention(nn.Module):
 
     @torch.no_grad()
     def reparameterize(self) -> None:
-        if isinstance(self.norm, nn.BatchNorm2d):
-            self.q, self.k, self.v = (fold_bn_into_next_conv(self.norm, c) for c in (self.q, self.k, self.v))
-            self.norm = nn.Identity()
+        fold_pre_norm(self, ("q", "k", "v"))
+
+
+def fold_pre_norm(block: nn.Module, convs: tuple[str, ...]) -> None:
+    """Fold `block.norm` into the 1x1 convs it feeds: a BN entirely (norm -> Identity), an exact norm's
+    gamma/beta (the normalization itself stays: it depends on the input)."""
+    norm = block.norm
+    if isinstance(norm, nn.BatchNorm2d):
+        for name in convs:
+            setattr(block, name, fold_bn_into_next_conv(norm, getattr(block, name)))
+        block.norm = nn.Identity()
+    elif isinstance(norm, EXACT_NORMS) and norm.weight is not None:
+        for name in convs:
+            setattr(block, name, fold_affine_into_conv(norm, getattr(block, name)))
+        drop_affine(norm)
 
 
 class ConvFFN(nn.Module):
@@ -96,9 +110,9 @@ class ConvFFN(nn.Module):
 
     transformer_init = True
 
-    def __init__(self, dim: int, hidden: int) -> None:
+    def __init__(self, dim: int, hidden: int, norm: str = "bn", token_norm: str = "layer") -> None:
         super().__init__()
-        self.norm: nn.Module = nn.BatchNorm2d(dim)
+        self.norm: nn.Module = make_norm(norm, dim, token_norm)
         self.fc1 = nn.Conv2d(dim, hidden, 1)
         self.act = nn.SiLU()
         self.fc2 = nn.Conv2d(hidden, dim, 1)
@@ -108,9 +122,7 @@ class ConvFFN(nn.Module):
 
     @torch.no_grad()
     def reparameterize(self) -> None:
-        if isinstance(self.norm, nn.BatchNorm2d):
-            self.fc1 = fold_bn_into_next_conv(self.norm, self.fc1)
-            self.norm = nn.Identity()
+        fold_pre_norm(self, ("fc1",))
 
 
 class PatchMixer(nn.Module):
@@ -128,12 +140,13 @@ class PatchMixer(nn.Module):
     the projection conv, into which it folds at deploy time.
     """
 
-    def __init__(self, in_ch: int, dim: int, layers: nn.Module, patch: int, proj_act: type[nn.Module] | None) -> None:
+    def __init__(self, in_ch: int, dim: int, layers: nn.Module, patch: int, proj_act: type[nn.Module] | None,
+                 norm: str = "bn", token_norm: str = "layer") -> None:
         super().__init__()
         self.conv_in = nn.Conv2d(in_ch, dim, 1, bias=False)
         self.grid = PatchGrid(in_ch, patch)  # regroups the block's input (C channels), before conv_in
         self.layers = layers
-        self.norm: nn.Module = nn.BatchNorm2d(dim)
+        self.norm: nn.Module = make_norm(norm, dim, token_norm)
         self.proj = ConvBN(dim, in_ch, 1, act=proj_act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -150,22 +163,27 @@ class PatchMixer(nn.Module):
     @torch.no_grad()
     def reparameterize(self) -> None:
         # Children first: proj's own BN is already fused, so proj.conv is a plain 1x1 conv with bias.
-        if isinstance(self.norm, nn.BatchNorm2d) and not isinstance(self.proj.bn, nn.BatchNorm2d):
+        if isinstance(self.proj.bn, nn.BatchNorm2d):
+            return
+        if isinstance(self.norm, nn.BatchNorm2d):
             self.proj.conv = fold_bn_into_next_conv(self.norm, self.proj.conv)
             self.norm = nn.Identity()
+        elif isinstance(self.norm, EXACT_NORMS) and self.norm.weight is not None:
+            self.proj.conv = fold_affine_into_conv(self.norm, self.proj.conv)  # per-pixel affine: commutes with
+            drop_affine(self.norm)  # the regrouping, so it folds across it
 
 
 class MobileViTBlock(nn.Module):
     """MobileViT v1 block: 3x3 ConvBN (local) -> PatchMixer (global) -> concat with input -> 3x3 ConvBN fusion."""
 
     def __init__(self, ch: int, dim: int, depth: int, num_heads: int, ffn_ratio: float, patch: int,
-                 drop_path: float = 0.0) -> None:
+                 drop_path: float = 0.0, norm: str = "bn") -> None:
         super().__init__()
         hidden = int(dim * ffn_ratio)
-        layers = [m for _ in range(depth) for m in (Residual(Attention(dim, num_heads), drop_path),
-                                                    Residual(ConvFFN(dim, hidden), drop_path))]
+        layers = [m for _ in range(depth) for m in (Residual(Attention(dim, num_heads, norm), drop_path),
+                                                    Residual(ConvFFN(dim, hidden, norm), drop_path))]
         self.local = ConvBN(ch, ch, 3, act=nn.SiLU)
-        self.mixer = PatchMixer(ch, dim, nn.Sequential(*layers), patch, proj_act=nn.SiLU)
+        self.mixer = PatchMixer(ch, dim, nn.Sequential(*layers), patch, proj_act=nn.SiLU, norm=norm)
         self.fusion = ConvBN(2 * ch, ch, 3, act=nn.SiLU)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -224,7 +242,7 @@ class MobileViT(EdgeModel):
         self.layer2 = nn.Sequential(*mv2_stage(c[1], c[2], cfg.layer2_blocks, 2, e))
         for i, (dim, depth) in enumerate(zip(cfg.dims, cfg.depths)):
             block = MobileViTBlock(c[i + 3], dim, depth, cfg.num_heads, cfg.ffn_ratio, cfg.patch_size,
-                                   cfg.drop_path)
+                                   cfg.drop_path, cfg.norm)
             setattr(self, f"layer{i + 3}", nn.Sequential(*mv2_stage(c[i + 2], c[i + 3], 1, 2, e), block))
         self.final_conv = ConvBN(c[5], c[6], 1, act=nn.SiLU)
         self.head = ClassifierHead(c[6], num_classes, cfg.head_dropout)

@@ -20,8 +20,9 @@ import torch
 from torch import nn
 
 from .base import DeployConfig, EdgeModel
-from .layers import ClassifierHead, ConvBN, Residual, fold_bn_into_next_conv, make_divisible
-from .mobilevit import ConvFFN, PatchMixer, check_input_size, init_weights, mv2_stage
+from .layers import ClassifierHead, ConvBN, Residual, make_divisible
+from .mobilevit import ConvFFN, PatchMixer, check_input_size, fold_pre_norm, init_weights, mv2_stage
+from .norms import make_norm
 from .registry import ModelEntry, register
 
 
@@ -39,6 +40,7 @@ class MobileViTv2Config:
     layer2_blocks: int = 2
     head_dropout: float = 0.1
     drop_path: float = 0.0
+    norm: str = "bn"  # transformer norms: "bn" (folds away) or "exact" (GroupNorm(1) as published: norms.py)
 
     def channels(self) -> tuple[int, ...]:
         """Stem (clamped to 16..64), layer1 (multiple of 16), layer2..5 (multiples of 8), as in ml-cvnets."""
@@ -59,9 +61,9 @@ class SeparableAttention(nn.Module):
 
     transformer_init = True  # `init_weights`: trunc-normal(0.02) like the reference's attention layers
 
-    def __init__(self, dim: int) -> None:
+    def __init__(self, dim: int, norm: str = "bn") -> None:
         super().__init__()
-        self.norm: nn.Module = nn.BatchNorm2d(dim)
+        self.norm: nn.Module = make_norm(norm, dim, "group")
         self.q = nn.Conv2d(dim, 1, 1)
         self.k = nn.Conv2d(dim, dim, 1)
         self.v = nn.Conv2d(dim, dim, 1)
@@ -82,21 +84,21 @@ class SeparableAttention(nn.Module):
 
     @torch.no_grad()
     def reparameterize(self) -> None:
-        if isinstance(self.norm, nn.BatchNorm2d):
-            self.q, self.k, self.v = (fold_bn_into_next_conv(self.norm, c) for c in (self.q, self.k, self.v))
-            self.norm = nn.Identity()
+        fold_pre_norm(self, ("q", "k", "v"))
 
 
 class MobileViTv2Block(nn.Module):
     """3x3 depthwise ConvBN (local) -> PatchMixer of separable-attention layers (global); no concat/fusion."""
 
-    def __init__(self, ch: int, dim: int, depth: int, ffn_ratio: float, patch: int, drop_path: float = 0.0) -> None:
+    def __init__(self, ch: int, dim: int, depth: int, ffn_ratio: float, patch: int, drop_path: float = 0.0,
+                 norm: str = "bn") -> None:
         super().__init__()
         hidden = int(ffn_ratio * dim) // 16 * 16
-        layers = [m for _ in range(depth) for m in (Residual(SeparableAttention(dim), drop_path),
-                                                    Residual(ConvFFN(dim, hidden), drop_path))]
+        layers = [m for _ in range(depth) for m in (Residual(SeparableAttention(dim, norm), drop_path),
+                                                    Residual(ConvFFN(dim, hidden, norm, "group"), drop_path))]
         self.local = ConvBN(ch, ch, 3, groups=ch, act=nn.SiLU)
-        self.mixer = PatchMixer(ch, dim, nn.Sequential(*layers), patch, proj_act=None)
+        self.mixer = PatchMixer(ch, dim, nn.Sequential(*layers), patch, proj_act=None, norm=norm,
+                                token_norm="group")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.mixer(self.local(x))
@@ -119,7 +121,7 @@ class MobileViTv2(EdgeModel):
         self.layer1 = nn.Sequential(*mv2_stage(c[0], c[1], 1, 1, e))
         self.layer2 = nn.Sequential(*mv2_stage(c[1], c[2], cfg.layer2_blocks, 2, e))
         for i, (dim, depth) in enumerate(zip(cfg.dims(), cfg.depths)):
-            block = MobileViTv2Block(c[i + 3], dim, depth, cfg.ffn_ratio, cfg.patch_size, cfg.drop_path)
+            block = MobileViTv2Block(c[i + 3], dim, depth, cfg.ffn_ratio, cfg.patch_size, cfg.drop_path, cfg.norm)
             setattr(self, f"layer{i + 3}", nn.Sequential(*mv2_stage(c[i + 2], c[i + 3], 1, 2, e), block))
         self.head = ClassifierHead(c[5], num_classes, cfg.head_dropout)
         init_weights(self)

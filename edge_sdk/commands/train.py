@@ -15,8 +15,8 @@ FLAG_KEYS = ("epochs", "batch_size", "lr", "seed", "workers")
 @click.argument("model")
 @click.option("--data", required=True, type=click.Path(path_type=Path), help="Training ImageFolder (DIR/<class>/<img>).")
 @click.option("--val", type=click.Path(path_type=Path), default=None, help="Validation ImageFolder (same classes).")
-@click.option("--recipe", default=None, help="Recipe name (cpu-tiny, mobilevit, mobilevitv2, levit, hybrid) or YAML "
-              "file; default cpu-tiny (or the checkpoint's recipe with --resume).")
+@click.option("--recipe", default=None, help="Recipe name (cpu-tiny, finetune, mobilevit, mobilevitv2, levit, hybrid) "
+              "or YAML file; default cpu-tiny, finetune with --pretrained (the checkpoint's recipe with --resume).")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override any recipe value; repeatable.")
 @click.option("--epochs", type=click.IntRange(1), default=None)
 @click.option("--batch-size", type=click.IntRange(1), default=None, help="Per process; global = this x processes.")
@@ -27,6 +27,10 @@ FLAG_KEYS = ("epochs", "batch_size", "lr", "seed", "workers")
               help="Folder for last.pt, best.pt and log.csv.")
 @click.option("--resume", is_flag=True, help="Continue exactly from OUT/last.pt.")
 @click.option("--init", type=click.Path(path_type=Path), default=None, help="Start from these weights (fine-tune, QAT).")
+@click.option("--pretrained", is_flag=True, help="Fine-tune from MODEL's published ImageNet weights: the head is "
+              "replaced for the folder's classes; default recipe finetune.")
+@click.option("--weights", default=None, metavar="FILE|hf-hub:REPO",
+              help="Published-layout weights to fine-tune from (implies --pretrained).")
 @click.option("--teacher", default=None, help="Distillation teacher: checkpoint file or zoo model name.")
 @click.option("--teacher-checkpoint", type=click.Path(path_type=Path), default=None,
               help="Weights for a --teacher given by zoo name.")
@@ -36,8 +40,8 @@ FLAG_KEYS = ("epochs", "batch_size", "lr", "seed", "workers")
 @click.option("--json", "as_json", is_flag=True, help="Print the final metrics as JSON.")
 def train_cmd(model: str, data: Path, val: Path | None, recipe: str | None, sets: tuple[str, ...], epochs: int | None,
               batch_size: int | None, lr: float | None, seed: int | None, workers: int | None, out: Path,
-              resume: bool, init: Path | None, teacher: str | None, teacher_checkpoint: Path | None, qat: bool,
-              max_steps: int, no_progress: bool, as_json: bool) -> None:
+              resume: bool, init: Path | None, pretrained: bool, weights: str | None, teacher: str | None,
+              teacher_checkpoint: Path | None, qat: bool, max_steps: int, no_progress: bool, as_json: bool) -> None:
     """Train a zoo MODEL on an ImageFolder, the way its paper does (recipe) or small on a CPU (cpu-tiny).
 
     Runs as one process, or one per GPU under torchrun (DDP; rank 0 logs and writes checkpoints).
@@ -47,6 +51,7 @@ def train_cmd(model: str, data: Path, val: Path | None, recipe: str | None, sets
       edge-sdk data synth data/train --classes 4 --per-class 200
       edge-sdk data synth data/val --classes 4 --per-class 50 --seed 1
       edge-sdk train mobilevitv2_tiny --data data/train --val data/val --recipe cpu-tiny --epochs 5 --out runs/t
+      edge-sdk train efficientnet_lite0 --pretrained --data data/train --val data/val --out runs/ft
       torchrun --nproc_per_node 8 -m edge_sdk.cli train mobilevitv2_100 --data imagenet/train \\
           --val imagenet/val --recipe mobilevitv2 --out runs/mvv2
     """
@@ -54,8 +59,14 @@ def train_cmd(model: str, data: Path, val: Path | None, recipe: str | None, sets
     from edge_sdk.train.recipe import load_recipe, parse_set
     overrides = {**parse_set(sets), **{k: v for k, v in zip(FLAG_KEYS, (epochs, batch_size, lr, seed, workers))
                                         if v is not None}}
+    source: bool | str = weights or pretrained
+    if source and init is not None:
+        from edge_sdk.errors import UsageError
+        raise UsageError("give either --pretrained/--weights (published weights) or --init (an edge-sdk checkpoint)")
+    if source and recipe is None and not resume:
+        recipe = "finetune"
     rec = load_recipe(_recipe_source(recipe, resume, out, model), overrides)
-    job = TrainJob(model, data, out, rec, val=val, resume=resume, init=init, teacher=teacher,
+    job = TrainJob(model, data, out, rec, val=val, resume=resume, init=init, pretrained=source, teacher=teacher,
                    teacher_checkpoint=teacher_checkpoint, qat=qat, max_steps=max_steps,
                    show_progress=not no_progress and not as_json,
                    on_log=(lambda m: click.echo(m, err=True)) if as_json else None)

@@ -42,6 +42,7 @@ class TrainJob:
     val: Path | None = None
     resume: bool = False
     init: Path | None = None               # start from these weights (fine-tuning, QAT)
+    pretrained: bool | str = False         # published weights (True, a file or hf-hub:...): new head, see finetune
     teacher: str | None = None             # zoo name or checkpoint path
     teacher_checkpoint: Path | None = None
     qat: bool = False
@@ -49,6 +50,11 @@ class TrainJob:
     model_overrides: dict[str, Any] = field(default_factory=dict)
     show_progress: bool = True
     on_log: Callable[[str], None] | None = None
+
+    def __post_init__(self) -> None:
+        if self.pretrained:  # e.g. MobileViT's exact norms: stored in the checkpoint so `convert` rebuilds them
+            from edge_sdk.models.pretrained import pretrained_overrides
+            self.model_overrides = pretrained_overrides(self.model, self.model_overrides)
 
 
 @dataclass
@@ -86,11 +92,31 @@ def _build_model(job: TrainJob, classes: list[str]) -> nn.Module:
     overrides = dict(job.model_overrides)
     if job.recipe.input_size:
         overrides["input_size"] = job.recipe.input_size
-    model = create_model(job.model, num_classes=len(classes), labels=classes, **overrides)
+    model = create_model(job.model, num_classes=len(classes), labels=classes, pretrained=job.pretrained, **overrides)
+    if job.recipe.freeze_stem:
+        freeze_stem(model)
     if job.init is not None:
         from edge_sdk.models.checkpoint import load_weights
         load_weights(model, job.init)
     return model
+
+
+def freeze_stem(model: nn.Module) -> None:
+    """Fine-tuning option: the stem's weights stop training and its BN layers keep their published statistics
+    (`train()` is patched to leave them in eval mode). The first layers see generic edges and colours."""
+    stem = getattr(model, "stem", None)
+    if stem is None:
+        from edge_sdk.errors import UsageError
+        raise UsageError(f"freeze_stem: {type(model).__name__} has no `stem`")
+    for p in stem.parameters():
+        p.requires_grad_(False)
+    stem.register_forward_pre_hook(_keep_eval)
+
+
+def _keep_eval(module: nn.Module, args: Any) -> None:
+    """Forward pre-hook of a frozen stem: BN normalizes with (and keeps) its published running statistics."""
+    if module.training:
+        module.eval()
 
 
 def _train_transform(recipe: Recipe, deploy):  # noqa: ANN001, ANN202
@@ -198,7 +224,7 @@ class Trainer:
         self.schedule = CosineSchedule(r.lr * self.lr_scale, r.min_lr * self.lr_scale, r.warmup_lr,
                                        min(warmup, total), total)
         self.optimizer = make_optimizer(self.model, self.schedule(0), r.weight_decay, r.betas,
-                                        r.conv_lr_scale, r.attn_lr_scale, self.attn_names)
+                                        r.conv_lr_scale, r.attn_lr_scale, self.attn_names, r.backbone_lr_scale)
         self.amp_dtype = _amp(r, self.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         from edge_sdk.data.mix import Mixer
@@ -414,7 +440,8 @@ class Trainer:
                  f"{self.info.world_size} process(es) x batch {self.r.batch_size} = {self.world_batch}; "
                  f"peak lr {self.schedule.peak:.3g} (x{self.lr_scale:.3g} of recipe lr); "
                  f"{self.steps_per_epoch} steps/epoch; params conv {groups.get('conv', 0):,} "
-                 f"attn {groups.get('attn', 0):,}; device {self.device}"
+                 f"attn {groups.get('attn', 0):,}"
+                 f"{'; head ' + format(groups['head'], ',') if 'head' in groups else ''}; device {self.device}"
                  f"{'; amp ' + str(self.amp_dtype).split('.')[-1] if self.amp_dtype else ''}")
 
     def _report(self, m: dict[str, Any]) -> None:

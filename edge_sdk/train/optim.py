@@ -32,31 +32,37 @@ def _no_decay(name: str, p: nn.Parameter) -> bool:
     return p.ndim <= 1 or name.endswith(".bias") or "bias_table" in name or "attention_biases" in name
 
 
+HEAD_PREFIXES = ("head.fc.", "head_dist.fc.")  # the classifier a fine-tune replaces (models.pretrained)
+
+
 def param_groups(model: nn.Module, weight_decay: float, conv_lr_scale: float, attn_lr_scale: float,
-                 attn_names: set[str] | None = None) -> list[dict]:
-    """Up to four groups: {conv, attn} x {decay, no decay}; each carries `lr_scale` and a `kind` label.
+                 attn_names: set[str] | None = None, backbone_lr_scale: float = 1.0) -> list[dict]:
+    """Up to six groups: {conv, attn, head} x {decay, no decay}; each carries `lr_scale` and a `kind` label.
 
     `attn_names` overrides the module-type detection (a QAT graph module has lost its module classes, so the
-    names are computed on the eager model before export).
+    names are computed on the eager model before export). With `backbone_lr_scale != 1` (fine-tuning from
+    published weights) the new classifier is its own "head" group at the full rate and every other group runs at
+    `backbone_lr_scale` times its rate: the pretrained features move slowly, the fresh head learns fast.
     """
     attn = attention_param_names(model) if attn_names is None else attn_names
     groups: dict[tuple[str, bool], dict] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        kind = "attn" if name in attn else "conv"
+        head = backbone_lr_scale != 1.0 and name.startswith(HEAD_PREFIXES)
+        kind = "head" if head else "attn" if name in attn else "conv"
         decay = not _no_decay(name, p)
+        scale = 1.0 if head else (attn_lr_scale if kind == "attn" else conv_lr_scale) * backbone_lr_scale
         g = groups.setdefault((kind, decay), {
-            "params": [], "kind": kind, "weight_decay": weight_decay if decay else 0.0,
-            "lr_scale": attn_lr_scale if kind == "attn" else conv_lr_scale})
+            "params": [], "kind": kind, "weight_decay": weight_decay if decay else 0.0, "lr_scale": scale})
         g["params"].append(p)
     return [groups[k] for k in sorted(groups)]
 
 
 def make_optimizer(model: nn.Module, lr: float, weight_decay: float, betas: tuple[float, float],
                    conv_lr_scale: float = 1.0, attn_lr_scale: float = 1.0,
-                   attn_names: set[str] | None = None) -> torch.optim.AdamW:
-    groups = param_groups(model, weight_decay, conv_lr_scale, attn_lr_scale, attn_names)
+                   attn_names: set[str] | None = None, backbone_lr_scale: float = 1.0) -> torch.optim.AdamW:
+    groups = param_groups(model, weight_decay, conv_lr_scale, attn_lr_scale, attn_names, backbone_lr_scale)
     for g in groups:
         g["lr"] = lr * g["lr_scale"]
     return torch.optim.AdamW(groups, lr=lr, betas=betas, weight_decay=weight_decay)

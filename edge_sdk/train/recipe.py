@@ -35,6 +35,8 @@ class Recipe:
     betas: tuple[float, float] = (0.9, 0.999)
     conv_lr_scale: float = 1.0      # layer-wise lr: multiplier for convolutional/other parameters
     attn_lr_scale: float = 1.0      # ... and for attention/transformer parameters
+    backbone_lr_scale: float = 1.0  # fine-tuning: lr multiplier of everything but the new classifier head
+    freeze_stem: bool = False       # fine-tuning: keep the stem's weights (and BN statistics) fixed
     label_smoothing: float = 0.1
     clip_grad: float = 0.0          # max grad norm; 0 disables
     ema: bool = True
