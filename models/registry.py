@@ -146,8 +146,8 @@ def _fits_weights(name: str, classes: int, kw: dict[str, Any], state: dict[str, 
     theirs = {k: tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)}
     if own != theirs:
         bad = sorted(set(own) ^ set(theirs)) or sorted(k for k in own if own[k] != theirs.get(k))
-        raise UsageError(f"checkpoint {path}: its metadata describes a model whose weights do not match the "
-                         f"file's ({', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''})")
+        raise EdgeError(f"checkpoint {path}: the model its metadata describes has weights that do not match the "
+                        f"file's ({', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''})")
 
 
 def model_from_checkpoint(path: str | Path, **overrides: Any) -> EdgeModel:
@@ -163,6 +163,6 @@ def model_from_checkpoint(path: str | Path, **overrides: Any) -> EdgeModel:
     try:
         _fits_weights(name, classes, kw, state_dict_of(ckpt), path)
     except (TypeError, ValueError, AssertionError, RuntimeError, IndexError, KeyError) as exc:
-        raise UsageError(f"checkpoint {path}: invalid model configuration {_short(kw)}: {type(exc).__name__}: "
+        raise EdgeError(f"checkpoint {path}: invalid model configuration {_short(kw)}: {type(exc).__name__}: "
                          f"{str(exc).splitlines()[0][:200] if str(exc) else ''}") from exc
     return create_model(name, num_classes=classes, checkpoint=path, **kw)
