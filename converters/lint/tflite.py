@@ -52,15 +52,16 @@ def analyze(net: nn.Module, example: torch.Tensor, program: torch.export.Exporte
         report = tflite_report.build_report(path)
         ops = _ops(tflite_report, path, module_locations(program))
     findings = [o for o in ops if o["findings"]]
+    expands = _expand_findings(program)
     return {"target": "tflite", "convertible": True, "ops": report["ops"],
             "op_histogram": report["op_histogram"], "transpose_count": report["transpose_count"],
             "internal_transpose_count": report["internal_transpose_count"],
             "reshape_count": report["reshape_count"], "gpu_compatible": report["gpu_compatible"],
             "nnapi_compatible": report["nnapi_compatible"], "nnapi_min_android_api": report["nnapi_min_android_api"],
             "transposes_by_module": report["transposes_by_module"], "per_op": ops,
-            "findings": [_finding(o) for o in findings],
+            "findings": expands + [_finding(o) for o in findings],
             "clean": report["internal_transpose_count"] == 0 and report["gpu_compatible"]
-            and report["nnapi_compatible"]}
+            and report["nnapi_compatible"] and not expands}
 
 
 def _ops(tflite_report: Any, path: Path, locs: dict[str, Location]) -> list[dict[str, Any]]:
@@ -101,3 +102,17 @@ def _not_convertible(error: str) -> dict[str, Any]:
                           "edge_rule": "4" if fix else "-", "fix": fix,
                           "where": {"module": "", "module_type": "", "file": None, "line": None, "code": None}}],
             "clean": False}
+
+
+def _expand_findings(program: torch.export.ExportedProgram) -> list[dict[str, Any]]:
+    """expand/expand_as that really broadcast: litert-torch 0.10 converts them, but the file computes wrong values
+    (measured on tests/assets/byom/patterns.py:expand_as: parity error 0.15 x max|logit|; timm MobileViTv2 fails
+    to convert at all). Read from the exported graph, since the .tflite no longer shows them."""
+    from .graph import shape
+    out = []
+    for n in program.graph.nodes:
+        if n.op == "call_function" and "expand" in str(n.target) and shape(n.args[0]) != shape(n):
+            out.append({"target": "tflite", "op": "expand", "edge_rule": "4", "fix": ["expand_to_broadcast"],
+                        "reason": "expand/expand_as broadcast: litert-torch mishandles it (wrong values or "
+                                  "tfl.mul broadcast errors); write a plain broadcast", "where": location(n).to_dict()})
+    return out
