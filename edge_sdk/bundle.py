@@ -273,5 +273,5 @@ def _read_labels(root: Path, manifest: Manifest) -> tuple[str, ...] | None:
     classes = manifest.output.num_classes
     if len(labels) != classes:
         raise EdgeError(f"{root}: labels file {manifest.labels} has {len(labels)} labels but the model outputs "
-                        f"{classes} classes (one label per line)")
+                        f"{classes} classes (manifest output.shape {list(manifest.output.shape)}; one label per line)")
     return labels
