@@ -26,6 +26,7 @@ COMMAND_MODULES = {
     "serve": "serve", "app": "app", "demo": "demo",  # issue 13: camera apps
     "profile": "profile",  # issue 12: per-op profiler
     "lint": "lint",  # issue 11: bring your own model
+    "quickstart": "quickstart",  # issue 9: what `make demo` runs
 }
 
 
