@@ -15,12 +15,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# torch first and pinned: a bare `torch` lets pip fetch a multi-GB CUDA build (docs/TOOLCHAIN.md)
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[convert,dev]'
 	rm -f $(VENV)/.installed-*
 	touch $@
 
 demo: $(STAMP)
-	$(BIN)/python -m edge_sdk.demo
+	$(BIN)/edge-sdk quickstart
 
 test: $(STAMP) web-deps
 	$(BIN)/python -m pytest -q -n $(JOBS) --dist loadfile --durations=20
