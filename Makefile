@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 JOBS ?= 2
 
-.PHONY: env demo test bench clean web-deps
+.PHONY: env demo test bench fuzz clean web-deps
 
 env: $(STAMP)
 
@@ -27,6 +27,11 @@ test: $(STAMP) web-deps
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_zoo.py
+
+# >= 5,000 hostile files per runtime + images + checkpoints + atheris -> benchmarks/results/fuzz.md (~15 min, niced)
+fuzz: $(STAMP)
+	$(BIN)/python -c "import atheris" 2>/dev/null || $(BIN)/pip install -q 'atheris>=3' || echo "atheris did not install: its runs are skipped"
+	nice -n 10 $(BIN)/python tests/fuzz/run_fuzz.py --mutants 5000
 
 clean:
 	rm -rf $(VENV) build *.egg-info demo-out

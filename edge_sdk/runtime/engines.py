@@ -183,7 +183,8 @@ def _emit_executorch_log(timestamp: int, level: int, filename: bytes | None, fun
                          message: int | None, length: int) -> None:
     """ExecuTorch's log callback: never raises into C++ (that is std::terminate), decodes with backslashreplace."""
     try:
-        text = ctypes.string_at(message).decode("utf-8", "backslashreplace") if message else ""
+        raw = ctypes.string_at(message).decode("utf-8", "backslashreplace") if message else ""
+        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in raw)  # file bytes: keep it one line
         where = (filename or b"?").decode("utf-8", "backslashreplace").rsplit("/", 1)[-1]
         lvl = _ET_LEVELS.get(level, logging.WARNING)
         if lvl >= logging.ERROR:

@@ -183,6 +183,18 @@ def describe_checkpoint(seed: int, index: int) -> tuple[str, np.random.Generator
     return checkpoint_kinds()[index % len(checkpoint_kinds())], np.random.default_rng([seed, index])
 
 
+def convert_tiny(target: str, out: Path) -> Path:
+    """A real bundle of the tiny trained LeViT (tests/assets/tiny), made by the CLI exactly as a user would."""
+    exe = Path(sys.executable).with_name("edge-sdk")
+    tiny = ROOT / "tests" / "assets" / "tiny" / "levit_tiny.pt"
+    proc = subprocess.run([str(exe), "convert", str(tiny), "--target", target, "-o", str(out)], capture_output=True,
+                          text=True, cwd=ROOT)
+    if proc.returncode != 0:
+        raise RuntimeError(f"edge-sdk convert --target {target} failed: {proc.stderr[-2000:]}")
+    (bundle,) = [p for p in Path(out).iterdir() if p.is_dir() and p.name.startswith(f"levit_tiny-{target}")]
+    return bundle
+
+
 # ---- the runner -------------------------------------------------------------------------------------------------
 
 @dataclass

@@ -7,8 +7,6 @@ the same generators at >= 5,000 mutants per runtime (tests/fuzz/run_fuzz.py -> b
 from __future__ import annotations
 
 import hashlib
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -24,20 +22,10 @@ TINY = fuzzlib.ROOT / "tests" / "assets" / "tiny" / "levit_tiny.pt"
 pytestmark = pytest.mark.slow
 
 
-def convert_tiny(target: str, out: Path) -> Path:
-    """A real bundle of the tiny trained LeViT, made by the CLI exactly as a user would."""
-    exe = Path(sys.executable).with_name("edge-sdk")
-    proc = subprocess.run([str(exe), "convert", str(TINY), "--target", target, "-o", str(out)], capture_output=True,
-                          text=True, cwd=fuzzlib.ROOT)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    (bundle,) = [p for p in out.iterdir() if p.is_dir() and p.name.startswith(f"levit_tiny-{target}")]
-    return bundle
-
-
 @pytest.fixture(scope="module")
 def bundles(tmp_path_factory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("fuzz-bundles")
-    return {t: convert_tiny(t, out) for t in ("executorch", "tflite")}
+    return {t: fuzzlib.convert_tiny(t, out) for t in ("executorch", "tflite")}
 
 
 def digest(folder: Path) -> str:
