@@ -199,3 +199,23 @@ def test_projects_stay_small():
     swift = list((IOS / "EdgeCamera").glob("*.swift"))
     kotlin = list(KOTLIN.glob("*.kt"))
     assert 6 <= len(swift) <= 12 and 5 <= len(kotlin) <= 12
+
+
+def test_edge_sdk_demo_is_the_camera_demo(bundles, tmp_path):
+    """`edge-sdk demo` runs apps/camera/camera_demo.py: same frames, same top-3, same errors and exit codes."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from runtime_bundles import write_pngs
+    folder = tmp_path / "imgs"
+    write_pngs(folder, 3)
+    args = [str(bundles["tflite"]), "--source", str(folder), "--headless", "--json"]
+    cmd = subprocess.run([sys.executable, "-m", "edge_sdk.cli", "demo", *args], capture_output=True, text=True,
+                         cwd=ROOT)
+    script = subprocess.run([sys.executable, str(ROOT / "apps" / "camera" / "camera_demo.py"), *args],
+                            capture_output=True, text=True, cwd=ROOT)
+    assert cmd.returncode == script.returncode == 0, cmd.stderr
+    a, b = json.loads(cmd.stdout), json.loads(script.stdout)
+    assert a["frames"] == b["frames"] == 3
+    assert [f["top"] for f in a["per_frame"]] == [f["top"] for f in b["per_frame"]]
+    bad = subprocess.run([sys.executable, "-m", "edge_sdk.cli", "demo", str(bundles["tflite"]), "--source", "7",
+                          "--headless"], capture_output=True, text=True, cwd=ROOT)
+    assert bad.returncode == 1 and bad.stderr.startswith("error: no camera at index 7") and "Traceback" not in bad.stderr
