@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -24,6 +24,7 @@ from edge_sdk.manifest import InputSpec, Manifest, ModelInfo
 
 from .base import Artifact, ConvertOptions, Target, step, step_hook
 from .parity import PARITY_IMAGES, PARITY_RANDOM, PARITY_SEED, parity_images, reference_for  # noqa: F401
+from .sources import Source
 from .targets import get_target, load_targets
 
 CALIB_BATCH = 8
@@ -49,16 +50,6 @@ class ConvertResult:
                 "precision": self.precision, "file": self.file, "size_bytes": self.size_bytes,
                 "report": self.report, "parity": self.parity, "seconds": round(self.seconds, 2),
                 "summary": self.summary}
-
-
-@dataclass
-class Source:
-    """The resolved PyTorch model and where it came from."""
-
-    model: nn.Module
-    name: str
-    checkpoint: Path | None = None
-    labels: list[str] = field(default_factory=list)
 
 
 def bundle_name(model_name: str, target: str, backend: str, precision: str, nhwc: bool = False) -> str:

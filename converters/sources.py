@@ -26,7 +26,7 @@ import json
 import re
 import sys
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -37,10 +37,14 @@ from edge_sdk.errors import EdgeError, UsageError
 from edge_sdk.models import DeployConfig, EdgeModel
 
 
-def Source(*args: Any, **kwargs: Any) -> Any:  # noqa: N802 - the pipeline's Source, imported when first needed
-    """Build `converters.pipeline.Source` (imported lazily: the pipeline imports this module)."""
-    from .pipeline import Source as _Source
-    return _Source(*args, **kwargs)
+@dataclass
+class Source:
+    """The resolved PyTorch model and where it came from (defined here, imported by the pipeline: no cycle)."""
+
+    model: nn.Module
+    name: str
+    checkpoint: Path | None = None
+    labels: list[str] = field(default_factory=list)
 
 
 PT2_META = "edge_sdk.json"  # extra file edge-sdk writes into a .pt2 (deploy settings, applied rewrites)

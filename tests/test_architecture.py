@@ -190,7 +190,7 @@ def test_a_new_target_is_one_module_and_one_line(tmp_path, monkeypatch):
     res = CliRunner().invoke(cli, ["convert", "--help"])
     assert res.exit_code == 0
     assert "throwaway   .txt" in res.output and "a throwaway test format" in res.output
-    assert "--backend paper    int4, fp32" in res.output and "int4" in res.output.split("--precision")[1]
+    assert "--backend paper    int4, fp32" in res.output and "int4" in res.output.split("-p, --precision")[1]
     out = tmp_path / "bundles"
     res = CliRunner().invoke(cli, ["convert", "levit_tiny", "--num-classes", "3", "--target", "throwaway",
                                    "-o", str(out), "--json"])
