@@ -183,3 +183,32 @@ def test_bad_options_are_one_line(bundle, tmp_path):
         proc = subprocess.run([sys.executable, "-m", "edge_sdk.cli", "serve", str(bundle), *args],
                               capture_output=True, text=True, cwd=ROOT, timeout=60)
         assert proc.returncode == 2 and proc.stderr.startswith("error: ") and msg in proc.stderr, proc.stderr
+
+
+@needs_browser
+def test_https_on_the_lan_address_gives_the_page_a_camera(bundle, tmp_path):
+    """The phone's path: --host 0.0.0.0 --https, the page opened at https://<LAN address> (a secure context only
+    because of TLS), the certificate accepted once, camera frames timed and reported back."""
+    from edge_sdk.serve.tls import lan_address
+    lan = lan_address()
+    if lan.startswith("127."):
+        pytest.skip("no LAN address on this machine")
+    import os
+    y4m = write_y4m(tmp_path / "cam.y4m", camera_frames(4))
+    port = free_port()
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    proc = subprocess.Popen([sys.executable, "-m", "edge_sdk.cli", "serve", str(bundle), "--host", "0.0.0.0",
+                             "--port", str(port), "--https", "--frames", "10", "--report", str(tmp_path / "r.json"),
+                             "--timeout", "180"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=ROOT, env=env)
+    import time
+    time.sleep(3)
+    page = run_browser({"url": f"https://{lan}:{port}/", "y4m": str(y4m), "frames": 10, "wait_done": True,
+                        "ignore_https_errors": True}, tmp_path)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert page.get("driver_error") is None and page["state"] != "error", page
+    assert proc.returncode == 0, stderr
+    assert f"https://{lan}:{port}/" in stderr and ("█" in stderr or "▀" in stderr)  # URL + QR code
+    (row,) = json.loads((tmp_path / "r.json").read_text())["results"]
+    assert row["runs"] == 10 and row["within_budget"] is not None
+    assert {u.split("/")[2] for u in page["requests"] if u.startswith("http")} == {f"{lan}:{port}"}
