@@ -86,11 +86,14 @@ def convert_worker(name: str, target: str, precision: str, work: str) -> None:
     convert(model, target, ConvertOptions(precision=precision), Path(work), force=True, show_progress=False)
 
 
-def convert_variants(name: str, work: Path, log) -> dict[str, Path]:  # noqa: ANN001
-    """The four bundles of one model, with realistic weights; reuses bundles converted earlier."""
+def convert_variants(name: str, work: Path, log,  # noqa: ANN001
+                     labels: tuple[str, ...] | None = None) -> dict[str, Path]:
+    """The bundles of one model (all four, or only `labels`), with realistic weights; reuses earlier bundles."""
     from edge_sdk.converters.pipeline import bundle_name
     out = {}
     for label, target, precision, fallback in VARIANTS:
+        if labels is not None and label not in labels:
+            continue
         for prec in [precision] + ([fallback] if fallback else []):
             backend = "xnnpack" if target == "executorch" else "litert"
             dest = work / bundle_name(name, target, backend, prec)

@@ -667,17 +667,19 @@ TFLITE_NOT_AVAILABLE = ("per-op timing is not available for .tflite from Python:
                         "(on a phone: edge-sdk bench BUNDLE --device adb --runner benchmark_model), or profile the "
                         "ExecuTorch bundle of the same model (edge-sdk profile on its .pte).")
 
-def tflite_partitions(path: Path, threads: int) -> dict[str, Any]:
-    """XNNPACK partitions of a .tflite and the ops left to TFLite's own kernels between them.
+def xnnpack_outside(model: Path | bytes, threads: int = 1) -> tuple[int, int, list[dict[str, Any]]]:
+    """(XNNPACK partitions, ops, the ops left to TFLite's own kernels) of a .tflite file or flatbuffer.
 
     After `allocate_tensors` the interpreter's node list holds the original ops followed by one DELEGATE node per
-    XNNPACK partition. An op is outside XNNPACK when its output feeds a partition (or another outside op that
-    does) without being produced by one: exactly the "islands" that split the graph.
+    XNNPACK partition. An op is outside XNNPACK when its output feeds a partition or the graph output (or another
+    outside op that does) without being produced by one: exactly the "islands" that split the graph. Each
+    returned op has `op` (type), `tensor` (its first output's name) and `dtype` (that output's dtype).
     """
-    from collections import Counter
-
+    import numpy as np
     from ai_edge_litert.interpreter import Interpreter
-    interp = Interpreter(model_path=str(path), num_threads=threads)
+    src = {"model_content": bytes(model)} if isinstance(model, (bytes, bytearray)) else {"model_path": str(model)}
+    interp = Interpreter(num_threads=threads, **src)
+    tensors = {t["index"]: t for t in interp.get_tensor_details()}
     n_ops = len(interp._get_ops_details())
     interp.allocate_tensors()
     ops = interp._get_ops_details()
@@ -685,8 +687,7 @@ def tflite_partitions(path: Path, threads: int) -> dict[str, Any]:
     made_inside = {int(t) for d in delegates for t in d["outputs"]}
     producer = {int(t): o for o in original for t in o["outputs"]}
     outside: dict[int, dict[str, Any]] = {}
-    todo = [int(t) for d in delegates for t in d["inputs"]]
-    todo += [int(d["index"]) for d in interp.get_output_details()]
+    todo = [int(t) for d in delegates for t in d["inputs"]] + [int(d["index"]) for d in interp.get_output_details()]
     while todo:
         t = todo.pop()
         op = producer.get(t)
@@ -696,8 +697,20 @@ def tflite_partitions(path: Path, threads: int) -> dict[str, Any]:
         todo.extend(int(i) for i in op["inputs"] if i >= 0)
     if not delegates:  # nothing delegated: every op is outside
         outside = {o["index"]: o for o in original}
-    return {"partitions": len(delegates), "ops": n_ops, "ops_outside": len(outside),
-            "outside_by_op": dict(Counter(o["op_name"] for o in outside.values()).most_common())}
+    rows = []
+    for op in sorted(outside.values(), key=lambda o: o["index"]):
+        out = tensors.get(int(op["outputs"][0]), {}) if len(op["outputs"]) else {}
+        rows.append({"op": op["op_name"], "tensor": out.get("name", ""),
+                     "dtype": np.dtype(out["dtype"]).name if "dtype" in out else "?"})
+    return len(delegates), n_ops, rows
+
+
+def tflite_partitions(path: Path, threads: int) -> dict[str, Any]:
+    """XNNPACK partitions of a .tflite and the ops left outside them, counted by op type."""
+    from collections import Counter
+    partitions, n_ops, outside = xnnpack_outside(path, threads)
+    return {"partitions": partitions, "ops": n_ops, "ops_outside": len(outside),
+            "outside_by_op": dict(Counter(o["op"] for o in outside).most_common())}
 
 
 def tflite_static(path: Path) -> list[dict[str, Any]]:
