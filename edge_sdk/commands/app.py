@@ -11,6 +11,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -21,26 +22,26 @@ SKIP = shutil.ignore_patterns("build", ".gradle", "DerivedData", "*.xcuserdatad"
                               "node_modules", "tools", "package*.json", ".DS_Store")
 
 
-def _runs_on(platform: str, manifest: dict) -> str | None:
-    """None when the platform's app can run this bundle, else the command that makes one it can."""
-    target, name = manifest.get("target"), (manifest.get("model") or {}).get("name") or "MODEL"
-    file = str(manifest.get("file", ""))
+def _runs_on(platform: str, manifest: Any) -> str | None:
+    """None when the platform's app can run this bundle (`manifest`: an edge_sdk.manifest.Manifest), else the
+    command that makes one it can."""
+    target, name, file = manifest.target, manifest.model.name or "MODEL", manifest.file
     if platform == "ios" and not (target == "coreml" and file.endswith(".mlpackage")):
         return (f"the iOS app runs Core ML .mlpackage bundles (got {target} {file}); make one with "
                 f"`edge-sdk convert {name} --target coreml`")
     if platform == "android" and not (target == "tflite" or (target == "executorch" and
-                                                             manifest.get("backend") == "xnnpack")):
+                                                             manifest.backend == "xnnpack")):
         return (f"the Android app runs LiteRT .tflite or ExecuTorch XNNPACK .pte bundles (got {target}/"
-                f"{manifest.get('backend')}); make one with `edge-sdk convert {name} --target tflite --nhwc`")
+                f"{manifest.backend}); make one with `edge-sdk convert {name} --target tflite --nhwc`")
     return None
 
 
-def _copy_bundle(bundle, dest: Path, manifest: dict) -> list[tuple[str, str]]:
+def _copy_bundle(bundle, dest: Path, manifest: Any) -> list[tuple[str, str]]:
     """Copy manifest, labels and model file; returns (relative path, sha256) of each, all verified."""
     from edge_sdk.bundle import read_bundle, sha256_file
     from edge_sdk.errors import EdgeError
     dest.mkdir(parents=True, exist_ok=True)
-    names = ["manifest.json", manifest["file"]] + ([manifest["labels"]] if manifest.get("labels") else [])
+    names = ["manifest.json", manifest.file] + ([manifest.labels] if manifest.labels else [])
     rows = []
     for rel in names:
         src, dst = bundle.path / rel, dest / rel
@@ -61,10 +62,10 @@ def build_project(platform: str, bundle_path: Path, out: Path, force: bool = Fal
     """Write the project to `out` atomically; returns the embedded files with their sha256."""
     from edge_sdk.bundle import read_bundle
     from edge_sdk.errors import EdgeError, UsageError
-    from edge_sdk.serve.site import manifest_dict, open_web_bundle, site_files
+    from edge_sdk.serve.site import open_web_bundle, site_files
 
     bundle = open_web_bundle(bundle_path) if platform == "web" else read_bundle(bundle_path, verify=True)
-    manifest = manifest_dict(bundle)
+    manifest = bundle.manifest
     why = _runs_on(platform, manifest)
     if why:
         raise UsageError(why)

@@ -106,12 +106,12 @@ def serve(bundle_path: str | Path, opts: ServeOptions) -> list[dict[str, Any]]:
     from edge_sdk.output import err_console
     from edge_sdk.serve.report import Collector
     from edge_sdk.serve.server import make_server, serve_in_thread
-    from edge_sdk.serve.site import manifest_dict, open_web_bundle, site_files
+    from edge_sdk.serve.site import open_web_bundle, site_files
 
     _check(opts)
     bundle = open_web_bundle(bundle_path)
     files = site_files(bundle)
-    manifest = manifest_dict(bundle)
+    manifest = bundle.manifest
     shown = _url_host(opts.host)
     tls, fingerprint = None, None
     if opts.https:

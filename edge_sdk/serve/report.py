@@ -107,7 +107,7 @@ class Collector:
         with self.lock:
             return [self.line(s) for s in self.sessions.values()]
 
-    def results(self, bundle_name: str, manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    def results(self, bundle_name: str, manifest: Any) -> list[dict[str, Any]]:
         """One bench-schema row per session that measured frames (the first `target_frames` of each)."""
         rows = []
         with self.lock:
@@ -116,9 +116,9 @@ class Collector:
             n = self.target_frames
             frames = s.frames[:n]
             row = {
-                "name": bundle_name, "target": manifest.get("target"), "backend": manifest.get("backend"),
-                "precision": manifest.get("precision"), "model": (manifest.get("model") or {}).get("name"),
-                "macs": (manifest.get("model") or {}).get("macs"), "threads": None, "e2e": False,
+                "name": bundle_name, "target": manifest.target, "backend": manifest.backend,
+                "precision": manifest.precision, "model": manifest.model.name,
+                "macs": manifest.model.macs, "threads": None, "e2e": False,
                 "device": f"{s.device.get('user_agent')} [{s.device.get('backend')}]",
                 "runner": f"litert.js {s.device.get('backend')}", "load_ms": s.load_ms, "first_ms": s.first_ms,
                 **s.stats(n), "runs": len(frames), "warmup": 0,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 from edge_sdk.bundle import Bundle, read_bundle
 from edge_sdk.errors import EdgeError, UsageError
@@ -29,24 +28,18 @@ PAGE_DTYPES = ("float32", "uint8", "int32")  # tensor element types LiteRT.js 2.
 WEB_DEPS_HINT = "run `make web-deps` (npm ci in apps/web)"
 
 
-def manifest_dict(bundle: Bundle) -> dict[str, Any]:
-    """The manifest as its JSON object (what the page reads), whether Bundle.manifest is a dict or a Manifest."""
-    m = bundle.manifest
-    return m.to_json() if hasattr(m, "to_json") else dict(m)
-
-
 def open_web_bundle(path: str | Path) -> Bundle:
     """Read and verify a bundle the page can run (.tflite); anything else is one error naming the fix."""
     bundle = read_bundle(path, verify=True)
-    m = manifest_dict(bundle)
-    if m.get("target") != "tflite" or not str(m.get("file", "")).endswith(".tflite"):
-        name = (m.get("model") or {}).get("name") or "MODEL"
-        raise UsageError(f"{Path(path)} is a {m.get('target')} bundle ({m.get('file')}); the browser page runs LiteRT "
+    m = bundle.manifest
+    if m.target != "tflite" or not m.file.endswith(".tflite"):
+        name = m.model.name or "MODEL"
+        raise UsageError(f"{Path(path)} is a {m.target} bundle ({m.file}); the browser page runs LiteRT "
                          f".tflite bundles: make one with `edge-sdk convert {name} --target tflite --nhwc`")
-    dtypes = {(m.get("input") or {}).get("dtype", "float32"), (m.get("output") or {}).get("dtype", "float32")}
+    dtypes = {m.input.dtype, m.output.dtype}
     unsupported = sorted(dtypes - set(PAGE_DTYPES))
     if unsupported:
-        name = (m.get("model") or {}).get("name") or "MODEL"
+        name = m.model.name or "MODEL"
         raise UsageError(f"{Path(path)} has {'/'.join(unsupported)} input/output tensors, which LiteRT.js cannot feed "
                          f"(it takes {', '.join(PAGE_DTYPES)}); make a float-I/O bundle with `edge-sdk convert {name} "
                          f"--target tflite --nhwc` (fp32, fp16 or dynamic_int8 keep float I/O)")
@@ -60,9 +53,9 @@ def site_files(bundle: Bundle) -> dict[str, Path]:
     missing = [str(f) for f in files.values() if not f.is_file()]
     if missing:
         raise EdgeError(f"the web page files are incomplete ({missing[0]} is missing); {WEB_DEPS_HINT}")
-    m = manifest_dict(bundle)
+    m = bundle.manifest
     files["bundle/manifest.json"] = bundle.path / "manifest.json"
-    files[f"bundle/{m['file']}"] = bundle.model_file
-    if m.get("labels"):
-        files[f"bundle/{m['labels']}"] = bundle.path / m["labels"]
+    files[f"bundle/{m.file}"] = bundle.model_file
+    if m.labels:
+        files[f"bundle/{m.labels}"] = bundle.path / m.labels
     return files
