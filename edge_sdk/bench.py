@@ -71,7 +71,12 @@ def _open(spec: BenchSpec):  # noqa: ANN202
         from edge_sdk.runtime import TorchPredictor
         from edge_sdk.runtime.realistic import fill_realistic_weights
         name = spec.source[len(TORCH_PREFIX):]
-        model = fill_realistic_weights(create_model(name, num_classes=spec.num_classes, input_size=spec.input_size))
+        from edge_sdk.converters.sources import SourceOptions, is_external, resolve_source
+        if is_external(name):  # torch:model.pt2 / torch:file.py:factory (issue 11): the user's model as given
+            model = resolve_source(name, SourceOptions(input_size=spec.input_size, require_deploy=False)).model
+        else:
+            model = fill_realistic_weights(create_model(name, num_classes=spec.num_classes,
+                                                        input_size=spec.input_size))
         meta = {"name": f"{name}-pytorch-eager-fp32", "target": "pytorch", "backend": "eager", "precision": "fp32",
                 "model": name, "macs": count_macs(model)}
         return TorchPredictor(model, threads=spec.threads), meta

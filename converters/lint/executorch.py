@@ -114,7 +114,7 @@ def _lowered_nodes(gm: torch.fx.GraphModule, call: torch.fx.Node) -> list[torch.
 
 def _finding(node: torch.fx.Node, name: str, reasons: dict[str, str], supported: set[str]) -> dict[str, Any]:
     loc = location(node)
-    rule = rule_for(name, loc.code)
+    rule = rule_for(name, loc.code, loc.module_type)
     if node.name in reasons:
         why = f"XNNPACK partitioner: {reasons[node.name]}"
     elif ".".join(op_target(node).split(".")[-2:]) in supported:

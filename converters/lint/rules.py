@@ -53,8 +53,16 @@ SDPA_PARTS = {"eq", "any", "where", "logical_not", "full_like", "mul", "bmm", "e
 UNKNOWN = EdgeRule("-", "no XNNPACK kernel for this op in executorch 1.5.1 (not among the partitioner's ops)", ())
 
 
-def rule_for(op: str, code_line: str | None = None) -> EdgeRule:
-    """The rule for an op left outside the delegate (the source line decides for decomposition products)."""
+_MHA = EdgeRule("3", "part of nn.MultiheadAttention's decomposition (fused in_proj split, select/squeeze of "
+                     "rank-4/5 heads, masked softmax): write attention as separate q/k/v + rank-3 bmm + softmax",
+                ("mha_to_matmul",))
+
+
+def rule_for(op: str, code_line: str | None = None, module_type: str = "") -> EdgeRule:
+    """The rule for an op left outside the delegate (the calling module or source line decides for decomposition
+    products: MultiheadAttention, scaled_dot_product_attention)."""
+    if "MultiheadAttention" in module_type:
+        return _MHA
     if code_line and "scaled_dot_product_attention" in code_line and op in SDPA_PARTS | {"_safe_softmax"}:
         return _SDPA
     return RULES.get(op, UNKNOWN)
