@@ -76,6 +76,25 @@ def resolve_for_convert(model: str, fix: bool, checkpoint: Path | None, weights:
     return result.model
 
 
+def print_external_info(spec: str, input_size: int | None, as_json: bool) -> None:
+    """`edge-sdk info model.pt2|file.py:factory`: source, deploy settings, classes, params, MACs."""
+    from edge_sdk.converters.sources import SourceOptions, resolve_source
+    from edge_sdk.models import count_macs, count_params
+    from edge_sdk.output import human_count, print_json, print_table
+    m = resolve_source(spec, SourceOptions(input_size=input_size, require_deploy=False)).model
+    info = {"name": m.name, "family": m.family, "source": m.config_dict(), "deploy": m.deploy.to_dict(),
+            "num_classes": m.num_classes, "params": count_params(m), "macs": count_macs(m)}
+    if as_json:
+        print_json(info)
+        return
+    print_table(f"{m.name} ({spec})", ["key", "value"],
+                [("source", info["source"].get("kind")), ("classes", m.num_classes),
+                 ("input", f"{m.deploy.input_size}x{m.deploy.input_size}, mean={m.deploy.mean}, std={m.deploy.std}"
+                  + ("" if info["source"].get("deploy_given") else " (defaults: give --mean/--std to convert)")),
+                 ("params", f"{info['params']:,} ({human_count(info['params'])})"),
+                 ("MACs", human_count(info["macs"]))])
+
+
 def source_opts(checkpoint: Path | None, weights: Path | None, input_size: int | None, num_classes: int | None,
                 labels: list[str] | None, mean: str | None, std: str | None, crop_pct: float | None,
                 require_deploy: bool) -> Any:

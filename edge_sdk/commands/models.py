@@ -52,6 +52,9 @@ def info_cmd(model: str, num_classes: int, input_size: int | None, as_json: bool
       edge-sdk info mobilevit_xxs --input-size 256
       edge-sdk info efficientnet_lite0 --json
     """
+    from edge_sdk.commands.lint import is_byom, print_external_info
+    if is_byom(model):  # a .pt2 or file.py:factory (issue 11)
+        return print_external_info(model, input_size, as_json)
     from edge_sdk.models import count_macs, count_params, get_entry, stage_shapes
     from edge_sdk.models.pretrained import available_weights
     from edge_sdk.models.profile import meta_model
