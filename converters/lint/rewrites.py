@@ -516,6 +516,36 @@ def graph_squeeze(gm: GraphModule) -> list[str]:
     return done
 
 
+def graph_strided_slice(gm: GraphModule) -> list[str]:
+    """x[..., a:b:s, ...] with step s > 1 (LeViT's subsampling `x[:, ::2, ::2]`) -> pad the sliced dim to a multiple
+    of s (zeros, never read), view it as (n, s), take index 0 of the s-dim with a unit-stride slice, view back.
+    Exact (the same elements); XNNPACK slices only with unit stride."""
+    done = []
+    for n in _calls(gm, aten.slice.Tensor):
+        x = n.args[0]
+        dim = int(n.args[1]) if len(n.args) > 1 else 0
+        step = int(n.args[4]) if len(n.args) > 4 else 1
+        s, out = shape(x), shape(n)
+        if step <= 1 or not s or not out:
+            continue
+        dim %= len(s)
+        start = int(n.args[2] or 0) if len(n.args) > 2 else 0
+        start = start + s[dim] if start < 0 else start
+        count = out[dim]
+        b = _Builder(gm, n)
+        y = b(aten.slice.Tensor, x, dim, start, min(s[dim], start + count * step))
+        length = min(s[dim], start + count * step) - start
+        if length < count * step:  # pad the tail of `dim` (pad spec runs from the last dim backwards)
+            pad = [0, 0] * (len(s) - 1 - dim) + [0, count * step - length]
+            y = b(aten.constant_pad_nd.default, y, pad, 0.0)
+        grouped = list(s[:dim]) + [count, step] + list(s[dim + 1:])
+        y = b(aten.slice.Tensor, b(aten.reshape.default, y, grouped), dim + 1, 0, 1)
+        n.replace_all_uses_with(b(aten.reshape.default, y, list(out)))
+        done.append(_site(n))
+    _finish(gm)
+    return done
+
+
 def graph_fold_constants(gm: GraphModule) -> list[str]:
     """Compute once every op that reads only parameters/buffers (no input): e.g. LeViT's attention-bias gather
     `biases[:, idxs]` (an int64 index op and a cast XNNPACK refuses) becomes one constant, as our zoo's
@@ -638,6 +668,8 @@ GRAPH_RULES: tuple[Rule, ...] = (
          "mean without keepdim / over tokens -> keepdim mean or 1/N Linear", "1"),
     Rule("split_to_projections", "graph", graph_split,
          "split of one projection -> separate projections; other splits -> slices", "4"),
+    Rule("strided_slice_to_reshape", "graph", graph_strided_slice,
+         "slices with step > 1 -> pad + reshape + unit-stride slice", "1"),
     Rule("squeeze_to_reshape", "graph", graph_squeeze,
          "squeeze / leading unsqueeze / select -> reshape (+ slice)", "1"),
     Rule("cancel_permutes", "graph", graph_permutes,

@@ -40,6 +40,8 @@ RULES: dict[str, EdgeRule] = {
     "sum": EdgeRule("4", "sum: XNNPACK has no sum kernel; use spatial mean x N", ("sum_to_mean",)),
     "mean": EdgeRule("1", "mean over tokens of a rank-3 tensor (or without keepdim): XNNPACK's mean takes only 4-D "
                           "inputs over (H, W) with keepdim", ("mean_to_delegated",)),
+    "slice_copy": EdgeRule("1", "slice with a step > 1 (strided subsampling): XNNPACK slices with unit stride only",
+                           ("strided_slice_to_reshape",)),
     "squeeze_copy": _SHAPE, "unsqueeze_copy": _SHAPE, "select_copy": _SHAPE,
     "index": _CONST, "_to_dim_order_copy": _CONST, "_to_copy": _CONST,
     "scaled_dot_product_attention": _SDPA, "_safe_softmax": _SDPA,
