@@ -195,6 +195,7 @@ def _worker_main(spec_json: str) -> int:
 def run_in_fresh_process(spec: BenchSpec, timeout_s: float = 1800) -> dict[str, Any]:
     """Run one measurement in a new interpreter; errors come back as a result with an `error` field."""
     env = dict(os.environ, OMP_NUM_THREADS=str(spec.threads), TF_CPP_MIN_LOG_LEVEL="2")
+    env.setdefault("EDGE_SDK_PTE_PROBE", "0")  # the worker is already a throwaway process; a probe would skew load_ms
     cmd = [sys.executable, "-m", "edge_sdk.bench", "--worker", json.dumps(asdict(spec))]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout_s)

@@ -105,6 +105,38 @@ def test_1_delegate_blob_byte_gives_one_error_line_not_abort(bundles, scene, tmp
     assert "could not load model.pte" in proc.stdout + proc.stderr
 
 
+# Two bytes of the XNNPACK delegate flatbuffer (found by `make fuzz`, seed 2026) that pass every check ExecuTorch
+# and XNNPACK make, then segfault inside XNNPACK while the method loads: offset -> (original, mutant) byte.
+SEGFAULT_FLIPS = {36096: (11, 172), 36821: (79, 69)}
+
+
+def test_1_segfaulting_delegate_is_caught_by_the_probe_process(bundles, scene, tmp_path):
+    data = (bundles["executorch"] / "model.pte").read_bytes()
+    if any(data[at] != old for at, (old, _) in SEGFAULT_FLIPS.items()):
+        pytest.skip("the converter's .pte bytes changed: find a new crashing mutant with `make fuzz`")
+
+    def flip(b: bytes) -> bytes:
+        buf = bytearray(b)
+        for at, (_, new) in SEGFAULT_FLIPS.items():
+            buf[at] = new
+        return bytes(buf)
+
+    bad = mutant_bundle(bundles["executorch"], tmp_path / "segv", flip)
+    code = "import sys; from edge_sdk.runtime import load_bundle; load_bundle(sys.argv[1])"
+    unprotected = subprocess.run([sys.executable, "-c", code, str(bad)], capture_output=True,
+                                 env={**ENV, "EDGE_SDK_PTE_PROBE": "0"})
+    assert unprotected.returncode == -signal.SIGSEGV  # a real native crash, not a refusal
+    line = one_error_line(cli("predict", bad, scene))
+    assert line == ("error: ExecuTorch crashed (SIGSEGV) loading model.pte in a probe process: the file is corrupt "
+                    "or hostile, so it was not loaded here")
+    code = ("import sys; from edge_sdk.runtime import load_bundle; from edge_sdk.errors import EdgeError\n"
+            "try:\n    load_bundle(sys.argv[1])\nexcept EdgeError as e:\n    print(e)\n"
+            "print(load_bundle(sys.argv[2]).target)\n")  # the app survives and goes on loading bundles
+    app = subprocess.run([sys.executable, "-c", code, str(bad), str(bundles["executorch"])], capture_output=True,
+                         text=True, env=ENV)
+    assert app.returncode == 0 and app.stdout.splitlines()[-1] == "executorch", app.stderr[-500:]
+
+
 def test_1_safe_log_sink_is_installed_and_keeps_messages(bundles):
     from edge_sdk.runtime import engines
     engines.open_executorch(bundles["executorch"] / "model.pte")

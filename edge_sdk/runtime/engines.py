@@ -11,8 +11,13 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import json
 import logging
+import os
 import platform
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Callable
 
@@ -76,6 +81,8 @@ def open_executorch(path: str | Path, threads: int | None = None) -> RunFn:
     path = Path(path)
     check_identifier(path, PTE_IDENT_PREFIX, "ExecuTorch .pte", prefix=True)
     check_pte_layout(path)
+    if probe_enabled():
+        probe_pte(path)
     try:
         import torch
         from executorch.runtime import Runtime, Verification
@@ -109,7 +116,116 @@ def open_executorch(path: str | Path, threads: int | None = None) -> RunFn:
             raise EdgeError(f"{path.name} returned no tensor output")
         return check_finite(out[0].detach().numpy().copy(), path.name)
 
+    run.expected_inputs = expected  # type: ignore[attr-defined]  # (shape, dtype) per input: the probe feeds zeros
     return run
+
+
+# ---- the probe process: native crashes the in-process checks cannot stop -----------------------------------------
+PROBE_ENV = "EDGE_SDK_PTE_PROBE"  # "0": trust .pte files (no probe); default: probe each new file once
+
+
+def probe_enabled() -> bool:
+    return os.environ.get(PROBE_ENV, "1").strip().lower() not in ("0", "no", "off", "false")
+
+
+def _probe_cache_dir() -> Path:
+    import importlib.metadata as md
+    try:
+        version = md.version("executorch")
+    except md.PackageNotFoundError:
+        version = "unknown"
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "edge-sdk" / f"pte-probed-executorch-{version}"
+
+
+class _ProbeServer:
+    """A long-lived child (`python -m edge_sdk.runtime.engines --probe-server`) that loads and runs .pte files sent
+    to it; if it dies, the file that killed it is reported and a new child is started for the next file."""
+
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen | None = None
+
+    def _start(self) -> subprocess.Popen:
+        env = {**os.environ, PROBE_ENV: "0"}
+        err = None if os.environ.get("EDGE_SDK_DEBUG") else subprocess.DEVNULL
+        return subprocess.Popen([sys.executable, "-m", "edge_sdk.runtime.engines", "--probe-server"],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, env=env, text=True)
+
+    def check(self, path: Path) -> tuple[str, str]:
+        """("ok" | "error" | "crash", detail)."""
+        if self.proc is None or self.proc.poll() is not None:
+            self.proc = self._start()
+        try:
+            self.proc.stdin.write(json.dumps(str(path)) + "\n")
+            self.proc.stdin.flush()
+            line = self.proc.stdout.readline()
+        except OSError:
+            line = ""
+        if not line:
+            rc = self.proc.wait()
+            self.proc = None
+            name = signal.Signals(-rc).name if rc < 0 and -rc in signal.valid_signals() else f"exit status {rc}"
+            return "crash", name
+        kind, detail = json.loads(line)
+        return kind, detail
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+_PROBE = _ProbeServer()
+atexit.register(_PROBE.close)
+_PROBED: set[str] = set()  # sha256 of files that loaded and ran in the probe (this process)
+
+
+def probe_pte(path: Path) -> None:
+    """Load and run a .pte once in the probe process before this process touches it.
+
+    Why: measured with tests/fuzz (benchmarks/results/fuzz.md), about 1 in 1,000 byte-flipped .pte files passes
+    ExecuTorch's flatbuffer verification and XNNPACK's header checks, then segfaults inside XNNPACK while the
+    method loads (out-of-range values in the delegate graph). Nothing in-process can catch a segfault, so each new
+    file is tried in a child first; the file's sha256 is remembered (in memory, and under ~/.cache/edge-sdk for
+    this executorch version), so a bundle pays the ~2 s child start once. EDGE_SDK_PTE_PROBE=0 skips the probe
+    for files you trust (a bench worker, which is a fresh process already).
+    """
+    import hashlib
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    marker = _probe_cache_dir() / digest
+    if digest in _PROBED or marker.exists():
+        return
+    kind, detail = _PROBE.check(path.resolve())
+    if kind == "crash":
+        raise EdgeError(f"ExecuTorch crashed ({detail}) loading {path.name} in a probe process: the file is corrupt "
+                        "or hostile, so it was not loaded here")
+    if kind == "ok":
+        _PROBED.add(digest)
+        try:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()
+        except OSError:
+            pass  # a read-only home: the in-memory set still saves repeated probes
+    # "error": the file is refused; loading it here gives the same one-line EdgeError
+
+
+def _probe_server() -> None:
+    """The probe child's loop: one JSON path per line in, one JSON [kind, detail] per line out."""
+    for line in sys.stdin:
+        try:
+            run = open_executorch(json.loads(line))
+            shape, dtype = run.expected_inputs[0]
+            run(np.zeros(shape, dtype if dtype is not None else np.float32))
+            reply = ["ok", ""]
+        except EdgeError as exc:
+            reply = ["error", str(exc)]
+        except Exception as exc:  # noqa: BLE001 - reported to the parent, which decides
+            reply = ["error", _first_line(exc)]
+        sys.stdout.write(json.dumps(reply) + "\n")
+        sys.stdout.flush()
 
 
 def _first_line(exc: BaseException) -> str:
@@ -284,3 +400,7 @@ def open_coreml(path: str | Path, compute_units: str = "ALL") -> Callable[[dict]
         raise EdgeError(f"unknown Core ML compute units {compute_units}; use ALL, CPU_ONLY, CPU_AND_GPU, CPU_AND_NE")
     model = ct.models.MLModel(str(path), compute_units=units)
     return model.predict
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--probe-server"]:
+    _probe_server()

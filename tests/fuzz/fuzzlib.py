@@ -41,8 +41,9 @@ def pte_regions(data: bytes) -> dict[str, tuple[int, int]]:
     at = data.find(b"XH00")
     if at >= 4:
         start = at - 4
-        fb_off, fb_size = struct.unpack_from("<II", data, start + 8)
-        regions["delegate_header"] = (start, start + 28)
+        # XNNHeader: magic at +4, u16 header length at +8, u32 flatbuffer offset/size at +10/+14 (from the blob start)
+        header_len, fb_off, fb_size = struct.unpack_from("<HII", data, start + 8)
+        regions["delegate_header"] = (start, start + max(header_len, 8))
         if start + fb_off + fb_size <= len(data):
             regions["delegate_flatbuffer"] = (start + fb_off, start + fb_off + fb_size)
     return regions
