@@ -42,7 +42,7 @@ from edge_sdk.bundle import atomic_write
 from edge_sdk.errors import EdgeError, toolchain_errors
 from edge_sdk.manifest import InputSpec, OutputSpec, Quantization
 
-from .base import Artifact, ConvertOptions, Target, step
+from .base import Artifact, ConvertOptions, Target, deploy_of, step
 
 FILE_NAME = "model.tflite"
 SIGNATURE = "serving_default"
@@ -227,9 +227,7 @@ def quantize(fp32: bytes, precision: str, calib: Callable[[], list[torch.Tensor]
             data = {SIGNATURE: calibration_set(calib, _input_name(fp32), nhwc)}
             qsvs = calibrate_min_max(fp32, _recipe("int8"), data)
             kept = zero_risk_divisions(fp32, qsvs)
-            q = quantizer.Quantizer(bytearray(fp32))
-            q.load_quantization_recipe(_recipe("int8", kept))
-            out = q.quantize(qsvs, enable_progress_bar=False, enable_progress_report=False)
+            out = _quantize_one_partition(fp32, qsvs, kept)
     except EdgeError:
         raise
     except Exception as exc:
@@ -238,11 +236,51 @@ def quantize(fp32: bytes, precision: str, calib: Callable[[], list[torch.Tensor]
     return Quantized(bytes(out.quantized_model), recipe, "min_max", kept)
 
 
+def _QUANTIZER_OPS() -> set[str]:  # noqa: N802 (a constant computed lazily: the quantizer imports slowly)
+    """Op types the quantizer's recipe can address (QUANTIZE / DEQUANTIZE themselves are not among them)."""
+    from ai_edge_quantizer import qtyping
+    return {o.value for o in qtyping.TFLOperationName} - {"QUANTIZE", "DEQUANTIZE", "*"}
+
+
+XNNPACK_ROUNDS = 4  # each round keeps float what the previous one left outside XNNPACK; 1-2 rounds suffice
+
+
+def _quantize_one_partition(fp32: bytes, qsvs: dict[str, Any], kept: list[dict[str, Any]]) -> Any:
+    """Static int8, then keep float every int8 op XNNPACK left outside its delegate, until one partition remains.
+
+    Why: LiteRT's XNNPACK has no int8 kernel here for some ops (measured with ai-edge-litert 2.3.0: BATCH_MATMUL of
+    two activations, SOFTMAX, HARD_SWISH, AVERAGE_POOL_2D, broadcast ADDs of attention biases, FULLY_CONNECTED with
+    computed weights). Each such int8 op runs on TFLite's reference kernel between two XNNPACK partitions:
+    pbhybrid_tiny had 34 partitions and ran 3.2x slower than fp32. Kept float, the op runs inside XNNPACK between a
+    DEQUANTIZE and a QUANTIZE (both delegated): one partition, int8 everywhere else (pbhybrid_tiny: 1.7x faster
+    than fp32). `kept` is extended in place (the manifest lists every op and why).
+    """
+    from ai_edge_quantizer import quantizer
+
+    from edge_sdk.profile import xnnpack_outside
+    for _ in range(XNNPACK_ROUNDS):
+        q = quantizer.Quantizer(bytearray(fp32))
+        q.load_quantization_recipe(_recipe("int8", kept))
+        out = q.quantize(qsvs, enable_progress_bar=False, enable_progress_report=False)
+        done = {(k["op"], k["tensor"]) for k in kept}
+        new = [{"op": o["op"], "tensor": o["tensor"],
+                "reason": "XNNPACK has no int8 kernel for this op here: in int8 it would run outside the delegate "
+                          "and split the graph (float inside XNNPACK between DEQUANTIZE and QUANTIZE instead)"}
+               for o in xnnpack_outside(bytes(out.quantized_model))[2]
+               if o["dtype"] in ("int8", "int16", "uint8") and (o["op"], o["tensor"]) not in done
+               and o["op"] in _QUANTIZER_OPS()]
+        if not new:
+            return out
+        kept.extend(new)
+    return out
+
+
 def build(model: torch.nn.Module, example: torch.Tensor, precision: str, nhwc: bool,
           calib: Callable[[], list[torch.Tensor]]) -> Quantized:
     """The .tflite bytes for one precision (fp32 first, then a quantizer pass for the others)."""
+    from .tflite_xnnpack import one_xnnpack_partition
     with step("export", "litert-torch (fp32 .tflite)"):
-        fp32 = convert_fp32(model, example, nhwc)
+        fp32, _ = one_xnnpack_partition(convert_fp32(model, example, nhwc))  # XNNPACK-friendly, exact
     if precision == "fp32":
         return Quantized(fp32, None)
     with step("quantize", f"ai-edge-quantizer ({precision})"):
@@ -308,7 +346,7 @@ class TFLiteTarget(Target):
         with step("serialize", FILE_NAME):
             atomic_write(path, built.data)
         with step("report", "delegate compatibility"):
-            return artifact(path, opts, built, model.deploy)
+            return artifact(path, opts, built, deploy_of(model, example))
 
 
 def artifact(path: Path, opts: ConvertOptions, built: Quantized, deploy: Any) -> Artifact:
