@@ -154,6 +154,16 @@ class Target:
         raise NotImplementedError
 
 
+def deploy_of(model: Any, example: Any) -> Any:
+    """The model's DeployConfig; a plain nn.Module without one is taken to want [0, 1] pixels at the example's size
+    (mean 0, std 1, no resize margin), so targets can still describe its input."""
+    deploy = getattr(model, "deploy", None)
+    if deploy is not None:
+        return deploy
+    side = int(example.shape[-1])
+    return {"input_size": side, "resize": side, "mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0)}
+
+
 # ---- progress: targets name their steps, the pipeline decides how to show them --------------------------------------
 
 _STEP_HOOK: ContextVar[Callable[[str], ContextManager[Any]] | None] = ContextVar("edge_sdk_step_hook", default=None)

@@ -29,7 +29,7 @@ from torch import nn
 from edge_sdk.errors import EdgeError, UsageError, toolchain_errors
 from edge_sdk.manifest import InputSpec, OutputSpec
 
-from .base import Artifact, ConvertOptions, Target, step
+from .base import Artifact, ConvertOptions, Target, deploy_of, step
 
 INPUT_NAME = "image"
 LOGITS_NAME = "logits"
@@ -349,7 +349,8 @@ def _num_classes(model: nn.Module, example: torch.Tensor) -> int:
 def input_spec(model: nn.Module, example: torch.Tensor) -> InputSpec:
     """An image input: 0-255 RGB pixels, normalization inside the model (a CVPixelBuffer goes straight in)."""
     _, c, h, w = example.shape
-    return InputSpec.from_deploy(model.deploy, name=INPUT_NAME, shape=(1, int(c), int(h), int(w)), layout="NCHW",
+    return InputSpec.from_deploy(deploy_of(model, example), name=INPUT_NAME, shape=(1, int(c), int(h), int(w)),
+                                 layout="NCHW",
                                  dtype="float32", normalization_in_model=True,
                                  extras={"coreml_type": "image", "pixel_range": [0, 255]})
 

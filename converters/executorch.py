@@ -29,7 +29,7 @@ from torch import nn
 from edge_sdk.errors import EdgeError, toolchain_errors
 from edge_sdk.manifest import InputSpec, OutputSpec
 
-from .base import Artifact, ConvertOptions, Target, step
+from .base import Artifact, ConvertOptions, Target, deploy_of, step
 
 MODEL_FILE = "model.pte"
 # Nodes the delegation report does not count as work left outside a delegate: graph plumbing only.
@@ -235,7 +235,8 @@ class ExecuTorchTarget(Target):
         shape = tuple(example.shape)
         return Artifact(
             file=MODEL_FILE, backend=backend,
-            input=InputSpec.from_deploy(model.deploy, name="x", shape=shape, layout="NCHW", dtype="float32"),
+            input=InputSpec.from_deploy(deploy_of(model, example), name="x", shape=shape, layout="NCHW",
+                                        dtype="float32"),
             output=OutputSpec(shape=(shape[0], _num_outputs(model, example)), name="logits"),
             report=report,
             cannot_run_reason=("the ExecuTorch runtime on this machine has no Core ML backend (Core ML-delegated "
