@@ -53,14 +53,15 @@ def analyze(net: nn.Module, example: torch.Tensor, program: torch.export.Exporte
         ops = _ops(tflite_report, path, module_locations(program))
     findings = [o for o in ops if o["findings"]]
     expands = _expand_findings(program)
+    internal = sum(1 for o in findings if o["tflite_op"] == "TRANSPOSE")
     return {"target": "tflite", "convertible": True, "ops": report["ops"],
             "op_histogram": report["op_histogram"], "transpose_count": report["transpose_count"],
-            "internal_transpose_count": report["internal_transpose_count"],
+            "internal_transpose_count": internal,  # input-layout TRANSPOSEs behind a stem PAD excluded
             "reshape_count": report["reshape_count"], "gpu_compatible": report["gpu_compatible"],
             "nnapi_compatible": report["nnapi_compatible"], "nnapi_min_android_api": report["nnapi_min_android_api"],
             "transposes_by_module": report["transposes_by_module"], "per_op": ops,
             "findings": expands + [_finding(o) for o in findings],
-            "clean": report["internal_transpose_count"] == 0 and report["gpu_compatible"]
+            "clean": not any(o["tflite_op"] == "TRANSPOSE" for o in findings) and report["gpu_compatible"]
             and report["nnapi_compatible"] and not expands}
 
 
@@ -76,13 +77,22 @@ def _ops(tflite_report: Any, path: Path, locs: dict[str, Location]) -> list[dict
         if op["op_name"] == "TRANSPOSE":
             entry = tflite_report._transpose_entry(g, op)
             perm = entry["perm"]
-            if entry["where"] == "internal":
+            if entry["where"] == "internal" and not _input_layout(g, op):
                 layout.append(f"TRANSPOSE {entry['perm']} of {entry['in_shape']} inside the network (rule 1: "
                               "each layout change is a full copy; NHWC convs around channel-moving reshapes)")
         out.append({"index": int(op["index"]), "tflite_op": op["op_name"], "scope": scope, "gpu": gpu,
                     "nnapi": nnapi, "perm": perm, "findings": layout + [f"GPU: {p}" for p in gpu] + [f"NNAPI: {p}" for p in nnapi],
                     "where": _where(scope, locs)})
     return out
+
+
+def _input_layout(g: Any, op: dict[str, Any]) -> bool:
+    """The model input's NCHW -> NHWC TRANSPOSE, displaced behind a PAD (TF 'same' padding of the stem conv):
+    the same single layout change every NCHW model has at its input, not one inside the network."""
+    producers = {o: p for p in g.ops for o in p["outputs"]}
+    src = producers.get(op["inputs"][0])
+    return (src is not None and src["op_name"] in ("PAD", "PADV2")
+            and any(i in g.inputs for i in src["inputs"] if i >= 0))
 
 
 def _finding(op: dict[str, Any]) -> dict[str, Any]:
