@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def build(models: list[str], out: Path) -> list[Path]:
+def build(models: list[str], out: Path, targets: tuple[str, ...] = ("executorch", "tflite")) -> list[Path]:
     import torch
     from edge_sdk.converters.base import ConvertOptions
     from edge_sdk.converters.pipeline import convert
@@ -31,7 +31,7 @@ def build(models: list[str], out: Path) -> list[Path]:
             torch.manual_seed(0)
             model = fill_realistic_weights(create_model(name, norm=norm), seed=0)
             model.name = f"{name}-{norm}"
-            for target in ("executorch", "tflite"):
+            for target in targets:
                 (res,) = convert(model, target, ConvertOptions(precision="fp32"), out, force=True,
                                  show_progress=False)
                 paths.append(res.bundle)
@@ -42,10 +42,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="mobilevit_xxs,mobilevitv2_050")
     ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--targets", default="executorch,tflite")
     ap.add_argument("--bundles", type=Path, default=Path("/tmp/norm_cost_bundles"))
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "norm_cost")
     args = ap.parse_args()
-    bundles = build(args.models.split(","), args.bundles)
+    bundles = build(args.models.split(","), args.bundles, tuple(args.targets.split(",")))
     raw = args.out.with_suffix(".bench.json")
     subprocess.run([sys.executable, "-m", "edge_sdk.cli", "bench", *map(str, bundles), "--threads", "1",
                     "--runs", str(args.runs), "--budget-ms", "10000", "--json", str(raw), "--quiet"], check=False)

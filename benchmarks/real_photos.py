@@ -133,7 +133,7 @@ def evaluate(name: str, bundles: dict[tuple[str, str], Path], record: bool = Tru
                                          "bundle": str(path)}
     for (target, precision), out in outs.items():
         row = rows[f"{target}-{precision}"]
-        if precision != "fp32":
+        if precision != "fp32" and (target, "fp32") in outs:
             row.update(agreement(outs[(target, "fp32")], out))
             bar = ("cosine_mean", COSINE_BAR) if precision == "fp16" else ("top1_agreement", AGREEMENT_BAR)
             row["bar"] = f"{bar[0]} >= {bar[1]}"
@@ -183,6 +183,7 @@ def main() -> None:
     if args.reuse:
         bundles = {(t, p): args.bundles / bundle_name(args.model, t, "xnnpack" if t == "executorch" else "litert",
                                                       p, False) for t, p in RUNNABLE}
+        bundles = {k: v for k, v in bundles.items() if (v / "manifest.json").is_file()}  # what was built
     else:
         bundles = convert_all(create_model(args.model, pretrained=True), args.bundles)
     rows = evaluate(args.model, bundles)
