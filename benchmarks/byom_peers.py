@@ -63,32 +63,39 @@ def export_models(out: Path, names: list[str]) -> None:
 def run_models(folder: Path, names: list[str], runs: int) -> None:
     from edge_sdk import doctor
     from edge_sdk.bench import machine_info
-    from edge_sdk.converters.lint import compare, lint_model
-    from edge_sdk.converters.lint.fix import fix_model, save_pt2
-    from edge_sdk.converters.sources import resolve_source
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     out_json = RESULTS.with_suffix(".json")
     done = json.loads(out_json.read_text())["models"] if out_json.exists() else {}
     header = {"machine": machine_info(), "toolchain": doctor.toolchain_versions(), "runs": runs}
     for name in names:
-        t0 = time.time()
-        src = resolve_source(folder / f"{name}.pt2")
-        before = lint_model(src.model, ("executorch", "tflite"))
-        result = fix_model(src.model)
-        save_pt2(result, folder / f"{name}-fixed.pt2", deploy_given=True)
-        after = lint_model(result.model, ("executorch", "tflite"))
-        b, a = dict(before["summary"]), dict(after["summary"])
-        b.update(compare.latency(src.model, runs=runs))
-        a.update(compare.latency(result.model, runs=runs))
-        done[name] = {"before": b, "after": a, "rows": compare.table(b, a), "applied": result.applied,
-                      "refused": result.refused, "parity": result.parity,
-                      "outside_after": after["targets"]["executorch"]["outside_by_op"],
-                      "tflite_error_before": before["targets"]["tflite"].get("error"),
-                      "tflite_error_after": after["targets"]["tflite"].get("error"),
-                      "source": src.model.config_dict(), "seconds": round(time.time() - t0, 1)}
+        try:
+            done[name] = _one(folder, name, runs)
+        except Exception as exc:  # a model the pipeline cannot take is a result too, not the end of the run
+            done[name] = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"}
         out_json.write_text(json.dumps({**header, "models": done}, indent=2, default=str))
         RESULTS.with_suffix(".md").write_text(markdown(header, done))
-        print(f"{name}: {json.dumps(done[name]['rows'], default=str)}", flush=True)
+        print(f"{name}: {json.dumps(done[name].get('rows') or done[name], default=str)}", flush=True)
+
+
+def _one(folder: Path, name: str, runs: int) -> dict:
+    from edge_sdk.converters.lint import compare, lint_model
+    from edge_sdk.converters.lint.fix import fix_model, save_pt2
+    from edge_sdk.converters.sources import resolve_source
+    t0 = time.time()
+    src = resolve_source(folder / f"{name}.pt2")
+    before = lint_model(src.model, ("executorch", "tflite"))
+    result = fix_model(src.model)
+    save_pt2(result, folder / f"{name}-fixed.pt2", deploy_given=True)
+    after = lint_model(result.model, ("executorch", "tflite"))
+    b, a = dict(before["summary"]), dict(after["summary"])
+    b.update(compare.latency(src.model, runs=runs))
+    a.update(compare.latency(result.model, runs=runs))
+    return {"before": b, "after": a, "rows": compare.table(b, a), "applied": result.applied,
+            "refused": result.refused, "parity": result.parity,
+            "outside_after": after["targets"]["executorch"]["outside_by_op"],
+            "tflite_error_before": before["targets"]["tflite"].get("error"),
+            "tflite_error_after": after["targets"]["tflite"].get("error"),
+            "source": src.model.config_dict(), "seconds": round(time.time() - t0, 1)}
 
 
 def _f(v: object) -> str:
@@ -108,6 +115,9 @@ def markdown(header: dict, models: dict) -> str:
              "| speed-up | LiteRT p50 ms | fix parity (max err / max|out|) | rules applied |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in models.items():
+        if "error" in r:
+            lines.append(f"| {name} | error: {r['error']} |||||||||")
+            continue
         b, a = r["before"], r["after"]
         eb, ea = b.get("executorch_p50_ms"), a.get("executorch_p50_ms")
         speed = f"{eb / ea:.2f}x" if eb and ea else "n/a"
@@ -120,6 +130,8 @@ def markdown(header: dict, models: dict) -> str:
                      f"{r['parity']['max_abs_ratio']:.1e} | {rules} |")
     lines += ["", "Ops still outside XNNPACK after --fix, and refused rewrites:", ""]
     for name, r in models.items():
+        if "error" in r:
+            continue
         refused = "; ".join(f"{x['rule']}: {x['reason']}" for x in r["refused"]) or "none"
         lines.append(f"- {name}: outside {r['outside_after'] or 'nothing'}; refused: {refused}"
                      + (f"; TFLite error after: {r['tflite_error_after']}" if r.get("tflite_error_after") else ""))
