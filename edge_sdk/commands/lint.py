@@ -20,7 +20,8 @@ def source_options(fn: Callable) -> Callable:
     """The options that describe a model source (shared by lint and convert)."""
     opts = [
         click.option("--weights", type=click.Path(path_type=Path), default=None,
-                     help="Weights for a file.py:factory model (.safetensors or a weights-only state dict)."),
+                     help="Weights for a file.py:factory model (.safetensors or a weights-only state dict); "
+                          "published-layout weights for a zoo name."),
         click.option("--mean", default=None, help="Normalization mean R,G,B for .pt2/factory sources."),
         click.option("--std", default=None, help="Normalization std R,G,B for .pt2/factory sources."),
         click.option("--crop-pct", type=click.FloatRange(0.1, 1.0), default=None,
