@@ -139,7 +139,7 @@ def _probe_cache_dir() -> Path:
 
 
 class _ProbeServer:
-    """A long-lived child (`python -m edge_sdk.runtime.engines --probe-server`) that loads and runs .pte files sent
+    """A long-lived child (`python -m edge_sdk.runtime.engines --probe-server`) that loads and runs model files sent
     to it; if it dies, the file that killed it is reported and a new child is started for the next file."""
 
     def __init__(self) -> None:
@@ -183,6 +183,10 @@ atexit.register(_PROBE.close)
 _PROBED: set[str] = set()  # sha256 of files that loaded and ran in the probe (this process)
 
 
+def _runtime_name(path: Path) -> str:
+    return "LiteRT" if path.suffix == ".tflite" else "ExecuTorch"
+
+
 def probe_pte(path: Path) -> None:
     """Load and run a .pte once in the probe process before this process touches it.
 
@@ -199,8 +203,11 @@ def probe_pte(path: Path) -> None:
     if digest in _PROBED or marker.exists():
         return
     kind, detail = _PROBE.check(path.resolve())
+    if kind == "crash" and detail.startswith("out of memory"):
+        raise EdgeError(f"{_runtime_name(path)} ran {detail} loading {path.name} in a probe process: the file asks for far "
+                        "more memory than its size explains (corrupt or hostile), so it was not loaded here")
     if kind == "crash":
-        raise EdgeError(f"ExecuTorch crashed ({detail}) loading {path.name} in a probe process: the file is corrupt "
+        raise EdgeError(f"{_runtime_name(path)} crashed ({detail}) loading {path.name} in a probe process: the file is corrupt "
                         "or hostile, so it was not loaded here")
     if kind == "ok":
         _PROBED.add(digest)
@@ -209,19 +216,53 @@ def probe_pte(path: Path) -> None:
             marker.touch()
         except OSError:
             pass  # a read-only home: the in-memory set still saves repeated probes
-    # "error": the file is refused; loading it here gives the same one-line EdgeError
+    if kind == "error":  # refused there (under the memory cap): refuse here without trying the allocation
+        raise EdgeError(f"{detail} (in the probe process)")
+
+
+PROBE_MEMORY_BYTES = 4 << 30  # address space a probed program may add (+16x its file size): a memory bomb fails
+
+
+def _limit_probe_memory(path: str) -> None:
+    """Cap the probe child's address space at what it uses now plus a generous budget for this file.
+
+    Why: `make fuzz` found flipped .pte files that load "fine" after allocating ~10 GB (a size field in the delegate
+    graph). Under the cap the allocation fails, the probe reports a crash or an error, and the app's own process
+    never tries the allocation.
+    """
+    try:
+        import resource
+        status = Path("/proc/self/status").read_text()
+        vm_kb = int(next(ln.split()[1] for ln in status.splitlines() if ln.startswith("VmSize:")))
+        budget = max(PROBE_MEMORY_BYTES, 16 * os.path.getsize(path))
+        _, hard = resource.getrlimit(resource.RLIMIT_AS)
+        soft = vm_kb * 1024 + budget
+        resource.setrlimit(resource.RLIMIT_AS, (soft if hard == resource.RLIM_INFINITY else min(soft, hard), hard))
+    except (OSError, ValueError, StopIteration, ImportError):
+        pass  # not Linux: no cap, the probe still catches crashes
 
 
 def _probe_server() -> None:
     """The probe child's loop: one JSON path per line in, one JSON [kind, detail] per line out."""
     for line in sys.stdin:
         try:
-            run = open_executorch(json.loads(line))
+            path = json.loads(line)
+            if path.endswith(".tflite"):
+                from ai_edge_litert.interpreter import Interpreter  # noqa: F401  (before the memory cap)
+                _limit_probe_memory(path)
+                run = open_tflite(path)
+            else:
+                import executorch.runtime  # noqa: F401
+                import torch  # noqa: F401
+                _limit_probe_memory(path)
+                run = open_executorch(path)
             shape, dtype = run.expected_inputs[0]
             run(np.zeros(shape, dtype if dtype is not None else np.float32))
             reply = ["ok", ""]
         except EdgeError as exc:
             reply = ["error", str(exc)]
+        except MemoryError:
+            reply = ["crash", "out of memory: over the probe's address-space cap"]
         except Exception as exc:  # noqa: BLE001 - reported to the parent, which decides
             reply = ["error", _first_line(exc)]
         sys.stdout.write(json.dumps(reply) + "\n")
@@ -358,14 +399,16 @@ def open_tflite(path: str | Path, threads: int | None = None) -> RunFn:
     """Load a .tflite with ai-edge-litert (XNNPACK CPU delegate by default) for a fixed input shape."""
     path = Path(path)
     check_identifier(path, TFLITE_IDENT, "TFLite")
+    if probe_enabled():
+        probe_pte(path)  # LiteRT too: the long fuzz run found a flipped .tflite that segfaults in invoke
     from ai_edge_litert.interpreter import Interpreter
     try:
         interp = Interpreter(model_path=str(path), num_threads=threads or 1)
         interp.allocate_tensors()
+        ins, outs = interp.get_input_details(), interp.get_output_details()  # names can be non-UTF-8 bytes
     except Exception as exc:
         raise EdgeError(f"LiteRT could not load {path.name} (truncated or corrupt model?): "
                         f"{_first_line(exc)}") from exc
-    ins, outs = interp.get_input_details(), interp.get_output_details()
     if len(ins) != 1 or len(outs) < 1:
         raise EdgeError(f"{path.name} has {len(ins)} inputs and {len(outs)} outputs; bundles need 1 input")
     inp, out = ins[0], outs[0]
@@ -380,6 +423,7 @@ def open_tflite(path: str | Path, threads: int | None = None) -> RunFn:
             raise EdgeError(f"LiteRT failed to run {path.name}: {_first_line(exc)}") from exc
         return check_finite(interp.get_tensor(out["index"]).copy(), path.name)
 
+    run.expected_inputs = [(tuple(int(d) for d in inp["shape"]), np.dtype(inp["dtype"]))]  # type: ignore[attr-defined]
     return run
 
 
