@@ -270,3 +270,27 @@ def test_exact_norms_equal_torch_norms():
         assert torch.allclose(ours_ln(x), ln(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2), atol=1e-6)
         assert torch.allclose(ours_gn(x), gn(x), atol=1e-6)
     assert set(ours_ln.state_dict()) == {"weight", "bias", "avg_kernel"}
+
+
+# ---------------------------------------------------------------------------------------------------- fine-tune
+def test_finetune_from_published_layout_replaces_the_head(tmp_path):
+    """`train --pretrained` in miniature: a timm-layout file, a 3-class folder, the finetune recipe; the new head
+    has the folder's classes, the checkpoint records the config the weights needed and converts as today."""
+    from edge_sdk.data.synth import write_imagefolder
+    from edge_sdk.models.checkpoint import read_checkpoint
+    from edge_sdk.train.engine import TrainJob, train
+    from edge_sdk.train.recipe import load_recipe
+    write_imagefolder(tmp_path / "data", classes=3, per_class=6, seed=0, size=96)
+    f = FIXTURES["mobilevit_reduced"]
+    rec = load_recipe("finetune", {"epochs": 1, "batch_size": 6, "input_size": 64})
+    job = TrainJob(f["zoo"], tmp_path / "data", tmp_path / "run", rec, model_overrides=_overrides(f),
+                   pretrained=str(ASSETS / "mobilevit_reduced.safetensors"), show_progress=False)
+    res = train(job)
+    ckpt = read_checkpoint(res.last)
+    assert ckpt["model"]["overrides"]["norm"] == "exact" and ckpt["model"]["num_classes"] == 3
+    assert ckpt["state_dict"]["head.fc.weight"].shape == (3, 32)
+    fixture = load_file(str(ASSETS / "mobilevit_reduced.safetensors"))
+    moved = (ckpt["state_dict"]["stem.conv.weight"] - fixture["stem.conv.weight"].float()).abs().max().item()
+    assert 0 < moved < 0.05  # started from the published stem and moved slowly (backbone at 0.1 x lr)
+    from edge_sdk.models import model_from_checkpoint
+    assert model_from_checkpoint(res.last).cfg.norm == "exact"
