@@ -11,6 +11,7 @@ Writes benchmarks/results/zoo.json, zoo.md and zoo.png (with the machine and too
 
     .venv/bin/python benchmarks/bench_zoo.py                      # whole zoo (slow: hours on 2 busy cores)
     .venv/bin/python benchmarks/bench_zoo.py --models levit_128s,mobilevitv2_050 --quick
+    .venv/bin/python benchmarks/bench_zoo.py --representative --quick --threads 1   # 1-2 per family
 """
 from __future__ import annotations
 
@@ -30,6 +31,8 @@ VARIANTS = [  # (label, target, precision, fallback precision)
     ("litert-int8", "tflite", "int8", "dynamic_int8"),
 ]
 PEAK_MARK = "EDGE_SDK_PEAK "
+# One or two standard models per family (the quiet-machine re-run: conversions + 1 thread --quick in ~15 min).
+REPRESENTATIVE = ["levit_128s", "mobilevit_xxs", "mobilevitv2_050", "mobilevitv2_100", "pbhybrid_tiny", "cctt_tiny"]
 
 
 # ---- the CPU's peak: a big GEMM through XNNPACK ------------------------------------------------------------------
@@ -173,6 +176,8 @@ def chart(results: list[dict], path: Path, threads: int = 1) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", help="Comma-separated zoo names (default: every standard-size model).")
+    ap.add_argument("--representative", action="store_true",
+                    help=f"One or two models per family: {','.join(REPRESENTATIVE)}.")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--quick", action="store_true", help="Fewer runs (warmup 2, runs 10).")
     ap.add_argument("--runs", type=int, default=30)
@@ -193,7 +198,8 @@ def main() -> int:
         return 0
     from edge_sdk import bench
     from edge_sdk.models import list_models
-    names = args.models.split(",") if args.models else list_models(include_tiny=False)
+    names = (args.models.split(",") if args.models else REPRESENTATIVE if args.representative
+             else list_models(include_tiny=False))
     threads = [int(t) for t in args.threads.split(",")]
     runs, warmup = (10, 2) if args.quick else (args.runs, args.warmup)
     args.work.mkdir(parents=True, exist_ok=True)

@@ -68,14 +68,16 @@ def to_nhwc(x: torch.Tensor) -> torch.Tensor:
 
 def convert_fp32(model: torch.nn.Module, example: torch.Tensor, nhwc: bool) -> bytes:
     """litert-torch conversion. NHWC wraps the model so the file's input is (1, H, W, 3) and its first op is a conv,
-    not a TRANSPOSE (Android camera frames are HWC)."""
+    not a TRANSPOSE (Android camera frames are HWC). Then the ops XNNPACK would leave outside are rewritten."""
     import litert_torch
     model = model.eval()
     if nhwc:
         model = litert_torch.to_channel_last_io(model, args=[0]).eval()
         example = to_nhwc(example)
+    from .tflite_xnnpack import one_xnnpack_partition
     with toolchain_errors("litert-torch conversion"), _quiet_litert(), torch.no_grad():
-        return bytes(litert_torch.convert(model, (example,)).model_content())
+        data = bytes(litert_torch.convert(model, (example,)).model_content())
+    return one_xnnpack_partition(data)[0]  # one XNNPACK partition (exact rewrites, converters/tflite_xnnpack.py)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -278,9 +280,8 @@ def _quantize_one_partition(fp32: bytes, qsvs: dict[str, Any], kept: list[dict[s
 def build(model: torch.nn.Module, example: torch.Tensor, precision: str, nhwc: bool,
           calib: Callable[[], list[torch.Tensor]]) -> Quantized:
     """The .tflite bytes for one precision (fp32 first, then a quantizer pass for the others)."""
-    from .tflite_xnnpack import one_xnnpack_partition
     with step("export", "litert-torch (fp32 .tflite)"):
-        fp32, _ = one_xnnpack_partition(convert_fp32(model, example, nhwc))  # XNNPACK-friendly, exact
+        fp32 = convert_fp32(model, example, nhwc)
     if precision == "fp32":
         return Quantized(fp32, None)
     with step("quantize", f"ai-edge-quantizer ({precision})"):

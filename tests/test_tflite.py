@@ -31,12 +31,16 @@ PRECISIONS = ("fp32", "fp16", "dynamic_int8", "int8")
 # ReLU linear attention, the normalizer `den + eps` that int8 rounds to the DIV's zero point, the DIV, and its
 # numerator `q @ kv` (converters/tflite.py, zero_risk_divisions: every DIV by a computed denominator stays float).
 QUANTIZER_FLOAT = ("EXP", "REDUCE_MAX")
+# Besides the DIVs, every op XNNPACK has no int8 kernel for stays float so the file is ONE XNNPACK partition
+# (converters/tflite.py `_quantize_one_partition`): BATCH_MATMUL of two activations, SOFTMAX, HARD_SWISH, ...
 INT8_FLOAT_OPS: dict[str, dict[str, int]] = {
-    "levit_tiny": {},
-    "mobilevit_tiny": {"REDUCE_MAX": 2, "EXP": 2, "DIV": 2},  # softmax as EXP / sum: a computed denominator
-    "mobilevitv2_tiny": {"EXP": 3, "DIV": 3},  # softmax normalizer avg_pool(e): a computed denominator
-    "pbhybrid_micro": {"DIV": 7, "ADD": 7, "BATCH_MATMUL": 7},
-    "cctt_micro": {"DIV": 2, "ADD": 2, "BATCH_MATMUL": 2},
+    "levit_tiny": {"BATCH_MATMUL": 14, "HARD_SWISH": 9, "SOFTMAX": 7},
+    "mobilevit_tiny": {"REDUCE_MAX": 2, "EXP": 2, "DIV": 2,  # softmax as EXP / sum: a computed denominator
+                       "BATCH_MATMUL": 12, "MAXIMUM": 2, "SOFTMAX": 4, "SUB": 2},
+    "mobilevitv2_tiny": {"EXP": 3, "DIV": 3,  # softmax normalizer avg_pool(e): a computed denominator
+                         "AVERAGE_POOL_2D": 6, "SUB": 1},
+    "pbhybrid_micro": {"DIV": 7, "ADD": 7, "BATCH_MATMUL": 14, "HARD_SWISH": 21},
+    "cctt_micro": {"DIV": 2, "ADD": 2, "BATCH_MATMUL": 10, "HARD_SWISH": 19, "SOFTMAX": 3},
 }
 
 
@@ -164,7 +168,9 @@ def test_int8_io_and_what_stays_float(fam, tmp):
     for k in kept:
         chosen[k["op"]] = chosen.get(k["op"], 0) + 1
     assert chosen == {op: n for op, n in floats.items() if op not in QUANTIZER_FLOAT}
-    assert all(any(w in k["reason"] for w in ("zero point", "epsilon", "numerator")) for k in kept)
+    assert all(any(w in k["reason"] for w in ("zero point", "epsilon", "numerator", "XNNPACK")) for k in kept)
+    from edge_sdk.profile import xnnpack_outside
+    assert xnnpack_outside(path)[0] == 1  # one XNNPACK partition: no int8 island on TFLite's own kernels
     assert quant["recipe"] == "static_wi8_ai8" + (f" + {len(kept)} ops kept float" if kept else "")
     assert rep["gpu_compatible"] and rep["nnapi_compatible"]
 
