@@ -38,10 +38,12 @@ def test_every_target_written_with_progress_and_no_toolchain_noise(converted):
     assert sorted(p.name for p in out.iterdir()) == ["levit_tiny-coreml-coreml-fp16", "levit_tiny-executorch-xnnpack-fp32",
                                                      "levit_tiny-tflite-litert-fp32"]
     steps = re.findall(r"✓ (.+?) \(\d+\.\d s\)", proc.stderr)
-    for expected in ("load model", "torch.export", "lower to xnnpack", "litert-torch convert (fp32 .tflite)",
-                     "convert to Core ML (fp16, iOS17)", "save .mlpackage"):
+    # one stage vocabulary across targets (converters.base.STAGES): "stage: detail"
+    for expected in ("load model", "export: torch.export", "lower: xnnpack", "serialize: model.pte",
+                     "export: litert-torch (fp32 .tflite)", "serialize: model.tflite", "report: delegate compatibility",
+                     "lower: Core ML MIL (fp16, iOS17)", "report: Neural Engine readiness"):
         assert any(s.startswith(expected) for s in steps), (expected, steps)
-    assert steps.count("parity (runtime vs PyTorch)") == 3
+    assert steps.count("parity: runtime vs PyTorch") == 3
     noisy = [ln for ln in proc.stderr.splitlines() if any(n in ln for n in NOISE)]
     assert not noisy, noisy
 

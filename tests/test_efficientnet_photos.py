@@ -56,14 +56,33 @@ def _mean_group_logprob(padding: str, mean: tuple[float, ...], std: tuple[float,
     return float(np.mean([np.log(p[i, list(RP.GROUPS[n])].sum()) for i, n in enumerate(names)]))
 
 
-def test_trained_padding_and_normalization_classify_best():
-    """The weights are TensorFlow's: TF 'same' padding with (x - 0.5) / 0.5 beats PyTorch padding and ImageNet
-    mean/std on the real-photo views (docs/models-efficientnet.md has the full comparison and BN statistics)."""
+def _stem_bn_mismatch(mean: tuple[float, ...], std: tuple[float, ...]) -> float:
+    """Median per-channel KL divergence between the stem conv's batch statistics on the real-photo views (under
+    one input normalization) and the running statistics its BatchNorm stored during training."""
+    import dataclasses
+
+    import torch
+    model = create_model("efficientnet_lite0", pretrained=True).eval()
+    model.deploy = dataclasses.replace(model.deploy, mean=mean, std=std)
+    imgs, _ = RP.all_views()
+    x = torch.from_numpy(TorchPredictor(model).preprocess(imgs[::3]))
+    with torch.no_grad():
+        y = model.stem.conv(model.stem.pad(x))  # (N, 32, 112, 112), before the BN
+    m, v = y.mean((0, 2, 3)).double(), y.var((0, 2, 3)).double().clamp_min(1e-12)
+    rm, rv = model.stem.bn.running_mean.double(), model.stem.bn.running_var.double().clamp_min(1e-12)
+    kl = 0.5 * (torch.log(rv / v) + (v + (m - rm) ** 2) / rv - 1)  # KL(N(m, v) || N(rm, rv)) per channel
+    return float(kl.nanmedian())
+
+
+def test_trained_padding_and_normalization_fit_best():
+    """The weights are TensorFlow's: TF 'same' padding classifies the real-photo views better than PyTorch's
+    symmetric padding, and the stem BN's stored statistics fit (x - 0.5) / 0.5 inputs better than ImageNet
+    mean/std (docs/models-efficientnet.md). Classification alone does not separate the normalizations: on these
+    72 views ImageNet mean/std scored a slightly higher class-group log-probability (-0.585 vs -0.604)."""
     from edge_sdk.models.base import IMAGENET_MEAN, IMAGENET_STD
     half = (0.5, 0.5, 0.5)
-    ours = _mean_group_logprob("same", half, half)
-    assert ours > _mean_group_logprob("symmetric", half, half)
-    assert ours > _mean_group_logprob("same", IMAGENET_MEAN, IMAGENET_STD)
+    assert _mean_group_logprob("same", half, half) > _mean_group_logprob("symmetric", half, half)
+    assert _stem_bn_mismatch(half, half) < _stem_bn_mismatch(IMAGENET_MEAN, IMAGENET_STD)
 
 
 def test_every_bundle_names_every_photo(rows):

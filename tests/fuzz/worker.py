@@ -29,6 +29,8 @@ class Log:
     def write(self, rec: dict) -> None:
         self.f.write(json.dumps(rec) + "\n")
         self.f.flush()
+        if "start" in rec and str(rec["start"]) == os.environ.get("FUZZ_ABORT_AT"):
+            os.abort()  # test switch: a native crash at a known mutant, to check the harness counts it and goes on
 
 
 def classify(fn) -> tuple[str, str]:  # noqa: ANN001
