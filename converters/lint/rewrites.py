@@ -276,18 +276,27 @@ def _broadcast_ok(user: Node, expanded: Node) -> bool:
     return bool(others) and all(shape(o) == shape(expanded) for o in others if isinstance(o, Node))
 
 
+def _reduction(n: Node) -> tuple[Node, list[int], bool, tuple[int, ...]] | None:
+    """(input, sorted non-negative dims, keepdim, input shape) of a sum/mean over given dims; None when the input
+    shape is unknown, no dims are given (a full reduction) or a dtype is requested — forms the rules leave alone."""
+    x, dims = n.args[0], n.args[1]
+    keep = bool(n.args[2] if len(n.args) > 2 else n.kwargs.get("keepdim", False))
+    s = shape(x)
+    if not s or not dims or n.kwargs.get("dtype") is not None:
+        return None
+    return x, sorted(d % len(s) for d in dims), keep, s
+
+
 def graph_sum(gm: GraphModule) -> list[str]:
     """sum -> mean x N: a 4-D sum over (2, 3) becomes `mean((2, 3), keepdim=True) * (H*W)`; a sum over the last dim
     (any rank, e.g. MobileViTv2's context vector over tokens) a Linear with a ones (1, N) weight. XNNPACK has no
     sum kernel (DESIGN rule 4). Other reductions are left as they are."""
     done = []
     for n in _calls(gm, aten.sum.dim_IntList):
-        x, dims = n.args[0], n.args[1]
-        keep = bool(n.args[2] if len(n.args) > 2 else n.kwargs.get("keepdim", False))
-        s = shape(x)
-        if not s or dims is None or n.kwargs.get("dtype") is not None:
+        args = _reduction(n)
+        if args is None:
             continue
-        dims = sorted(d % len(s) for d in dims)
+        x, dims, keep, s = args
         b = _Builder(gm, n)
         if len(s) == 4 and dims == [2, 3]:
             out = b(aten.mul.Tensor, b(aten.mean.dim, x, [2, 3], True), float(s[2] * s[3]))
@@ -313,12 +322,10 @@ def graph_mean(gm: GraphModule) -> list[str]:
             n.replace_all_uses_with(_Builder(gm, n)(aten.mean.dim, n.args[0], [2, 3], True))
             done.append(_site(n))
     for n in _calls(gm, aten.mean.dim):
-        x, dims = n.args[0], n.args[1]
-        keep = bool(n.args[2] if len(n.args) > 2 else n.kwargs.get("keepdim", False))
-        s = shape(x)
-        if not s or not dims or n.kwargs.get("dtype") is not None:
+        args = _reduction(n)
+        if args is None:
             continue
-        dims = sorted(d % len(s) for d in dims)
+        x, dims, keep, s = args
         b = _Builder(gm, n)
         if len(s) == 4 and dims == [2, 3]:
             if keep:
