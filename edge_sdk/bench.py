@@ -367,11 +367,16 @@ def machine_info() -> dict[str, Any]:
 
 
 def bench_and_report(bundles: Sequence[str | Path], budget_ms: float = 50.0, threads: Sequence[int] = (1,),
-                     warmup: int = 3, runs: int = 20, show_progress: bool = True) -> bool:
-    """For `make demo`: benchmark bundles against the budget, print the table; True when every p90 fits."""
-    results = run_benchmarks([str(b) for b in bundles], threads, warmup, runs, budget_ms=budget_ms,
-                             show_progress=show_progress)
+                     warmup: int = 3, runs: int = 20, show_progress: bool = True, html: Path | None = None) -> bool:
+    """For `make demo`: benchmark bundles against the budget, print the table (and, with `html`, write the
+    self-contained HTML report); True when every p90 fits."""
+    sources = [str(b) for b in bundles]
+    results = run_benchmarks(sources, threads, warmup, runs, budget_ms=budget_ms, show_progress=show_progress)
     print_comparison(results, budget_ms)
+    if html is not None:
+        from edge_sdk.report_html import write_html_report
+        write_html_report(html, results, sources, budget_ms)
+        print(f"benchmark report: {Path(html).absolute()}")
     return not over_budget(results)
 
 

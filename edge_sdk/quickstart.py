@@ -116,16 +116,10 @@ def run_validate(bundles: list[Path]) -> bool:
 def run_bench(bundles: list[Path], budget_ms: float, html: Path | None = None) -> bool:
     """Benchmark every bundle that can execute here (Core ML needs macOS) against the budget, 1 thread; with
     `html`, also write the self-contained HTML report (table, plots, GMAC/s against the measured GEMM peak)."""
-    from edge_sdk.bench import over_budget, print_comparison, run_benchmarks
+    from edge_sdk.bench import bench_and_report
     from edge_sdk.bundle import read_bundle
-    runnable = [str(b) for b in bundles if read_bundle(b).target != "coreml"]
-    results = run_benchmarks(runnable, (1,), 3, 20, budget_ms=budget_ms, show_progress=True)
-    print_comparison(results, budget_ms)
-    if html is not None:
-        from edge_sdk.report_html import write_html_report
-        write_html_report(html, results, runnable, budget_ms)
-        console.print(f"benchmark report: {Path(html).absolute()}")
-    return not over_budget(results)
+    runnable = [b for b in bundles if read_bundle(b).target != "coreml"]
+    return bench_and_report(runnable, budget_ms=budget_ms, threads=(1,), html=html)
 
 
 def run(models: tuple[str, ...] = DEFAULT_MODELS, out: Path = Path("demo-out"), budget_ms: float = 50.0,
