@@ -23,8 +23,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from edge_sdk import doctor
 from edge_sdk.bundle import atomic_write
+from edge_sdk.machine import machine_info  # re-exported: benchmarks/ read it from here
 from edge_sdk.errors import EdgeError, UsageError
 
 RESULT_MARK = "EDGE_SDK_BENCH_RESULT "
@@ -349,21 +349,6 @@ def write_csv(path: Path, results: Sequence[dict[str, Any]]) -> None:
     for r in results:
         w.writerow({k: r.get(k) for k in FIELDS})
     atomic_write(path, buf.getvalue())
-
-
-def machine_info() -> dict[str, Any]:
-    """CPU model, core count and toolchain versions, so numbers can be compared across machines."""
-    import platform
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(),
-            "python": platform.python_version(), "versions": doctor.toolchain_versions()}
 
 
 def bench_and_report(bundles: Sequence[str | Path], budget_ms: float = 50.0, threads: Sequence[int] = (1,),

@@ -581,7 +581,7 @@ def profile_pte(bundle: Any, threads: int = 1, warmup: int = 3, runs: int = 20, 
     with tempfile.TemporaryDirectory(prefix="edge-sdk-profile-") as tmp:
         events, ex_ms = run_etdump(bundle.model_file, _input_shape(manifest), warmup, runs, Path(tmp))
     ops, more = attribute(events, omap, warmup)
-    from edge_sdk.bench import machine_info
+    from edge_sdk.machine import machine_info
     info = _field(manifest, "model")
     return Profile(bundle=str(bundle.path), model=str(_field(info, "name")), runtime="executorch-xnnpack",
                    precision=str(_field(manifest, "precision")), threads=threads, runs=runs, execute_ms=ex_ms,
@@ -629,7 +629,7 @@ def measure_gemm(pte: Path, threads: int | None, runs: int = 20, shape: tuple[in
 
 def _peak_key(threads: int) -> str:
     from edge_sdk import doctor
-    from edge_sdk.bench import machine_info
+    from edge_sdk.machine import machine_info
     m = machine_info()
     return f"{m['cpu']}|{m['cores']} cores|{threads} threads|executorch {doctor.toolchain_versions().get('executorch')}"
 

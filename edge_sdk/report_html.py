@@ -219,7 +219,7 @@ def write_html_report(path: str | Path, results: Sequence[Mapping[str, Any]], so
                       budget_ms: float | None, machine: Mapping[str, Any] | None = None,
                       peaks: Mapping[int, float] | None = None) -> Path:
     """Write the report atomically; sizes come from the bundles in `sources` (matched by folder name)."""
-    from edge_sdk.bench import machine_info
+    from edge_sdk.machine import machine_info
     sizes = {Path(str(s)).name: model_size_mb(s) for s in sources}
     rows = [{**r, "size_mb": sizes.get(str(r.get("name")))} for r in results]
     if peaks is None:
