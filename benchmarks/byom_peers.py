@@ -32,6 +32,7 @@ MODELS = ("mobilevitv2_050", "mobilevit_xxs", "levit_128s", "mobilenetv4_hybrid_
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "byom_peers"
 PROJECT_PY = ROOT / ".venv" / "bin" / "python"
+NOTES = "## Notes"  # everything from this heading on in byom_peers.md is kept when the table is rewritten
 
 
 # ---- step 1: in timm's venv -------------------------------------------------------------------------------------
@@ -73,7 +74,9 @@ def run_models(folder: Path, names: list[str], runs: int) -> None:
         except Exception as exc:  # a model the pipeline cannot take is a result too, not the end of the run
             done[name] = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"}
         out_json.write_text(json.dumps({**header, "models": done}, indent=2, default=str))
-        RESULTS.with_suffix(".md").write_text(markdown(header, done))
+        md = RESULTS.with_suffix(".md")
+        notes = md.read_text().partition(NOTES)[2] if md.exists() else ""  # hand-written notes survive a re-run
+        md.write_text(markdown(header, done) + (f"\n{NOTES}{notes}" if notes else ""))
         print(f"{name}: {json.dumps(done[name].get('rows') or done[name], default=str)}", flush=True)
 
 
@@ -88,20 +91,29 @@ def _one(folder: Path, name: str, runs: int) -> dict:
     save_pt2(result, folder / f"{name}-fixed.pt2", deploy_given=True)
     after = lint_model(result.model, ("executorch", "tflite"))
     b, a = dict(before["summary"]), dict(after["summary"])
+    load = [os.getloadavg()[0]]  # 1-min load average around the timed runs: latencies are contended when high
     b.update(compare.latency(src.model, runs=runs))
+    load.append(os.getloadavg()[0])
     a.update(compare.latency(result.model, runs=runs))
+    load.append(os.getloadavg()[0])
     return {"before": b, "after": a, "rows": compare.table(b, a), "applied": result.applied,
             "refused": result.refused, "parity": result.parity,
             "outside_after": after["targets"]["executorch"]["outside_by_op"],
             "tflite_error_before": before["targets"]["tflite"].get("error"),
             "tflite_error_after": after["targets"]["tflite"].get("error"),
-            "source": src.model.config_dict(), "seconds": round(time.time() - t0, 1)}
+            "source": src.model.config_dict(), "seconds": round(time.time() - t0, 1),
+            "load_average": [round(x, 2) for x in load], "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 
 
 def _f(v: object) -> str:
     if isinstance(v, float):
         return f"{v:.2f}" if v >= 0.1 else f"{v:.3f}"
     return "n/a" if v is None else str(v)
+
+
+def _load(r: dict) -> str:
+    la = r.get("load_average")
+    return " / ".join(f"{x:.1f}" for x in la) if la else r.get("load_average_note", "not recorded")
 
 
 def markdown(header: dict, models: dict) -> str:
@@ -112,11 +124,11 @@ def markdown(header: dict, models: dict) -> str:
              "each bundle in a fresh process. Script: benchmarks/byom_peers.py. Random-init timm weights "
              "(+0.01 noise), timm's own reparameterization before export.", "",
              "| model | XNNPACK subgraphs | ops outside | TFLite converts | TFLite TRANSPOSE | ExecuTorch p50 ms "
-             "| speed-up | LiteRT p50 ms | fix parity (max err / max|out|) | rules applied |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| speed-up | load avg (1 min) | LiteRT p50 ms | fix parity (max err / max|out|) | rules applied |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in models.items():
         if "error" in r:
-            lines.append(f"| {name} | error: {r['error']} |||||||||")
+            lines.append(f"| {name} | error: {r['error']} ||||||||||")
             continue
         b, a = r["before"], r["after"]
         eb, ea = b.get("executorch_p50_ms"), a.get("executorch_p50_ms")
@@ -126,7 +138,7 @@ def markdown(header: dict, models: dict) -> str:
                      f"{_f(b['ops_outside_xnnpack'])} -> {_f(a['ops_outside_xnnpack'])} | "
                      f"{_f(b['tflite_convertible'])} -> {_f(a['tflite_convertible'])} | "
                      f"{_f(b['tflite_transposes'])} -> {_f(a['tflite_transposes'])} | {_f(eb)} -> {_f(ea)} | "
-                     f"{speed} | {_f(b.get('litert_p50_ms'))} -> {_f(a.get('litert_p50_ms'))} | "
+                     f"{speed} | {_load(r)} | {_f(b.get('litert_p50_ms'))} -> {_f(a.get('litert_p50_ms'))} | "
                      f"{r['parity']['max_abs_ratio']:.1e} | {rules} |")
     lines += ["", "Ops still outside XNNPACK after --fix, and refused rewrites:", ""]
     for name, r in models.items():
