@@ -223,6 +223,16 @@ def _recreate_model(manifest: Any):  # noqa: ANN202 (torch module)
     num_classes = int(_field(info, "num_classes") or 1000)
     conversion = _field(manifest, "conversion") or {}
     size = conversion.get("input_size") if isinstance(conversion, dict) else None
+    spec = config.get("path") or config.get("spec")
+    if _field(info, "family") == "external" and spec:  # a .pt2 / file.py:factory source (issue 11)
+        from edge_sdk.converters.sources import SourceOptions, resolve_source
+        weights = Path(config["weights"]) if config.get("weights") else None
+        try:
+            model = resolve_source(str(spec), SourceOptions(input_size=size, weights=weights, num_classes=num_classes,
+                                                            require_deploy=False)).model
+        except EdgeError as exc:
+            raise EdgeError(f"cannot re-create model {name!r} from {spec} to map ops to modules: {exc}") from exc
+        return reparameterize_model(model).eval(), int(size or model.deploy.input_size)
     try:
         model = create_model(str(name), num_classes=num_classes, **config, **({"input_size": size} if size else {}))
     except EdgeError as exc:
