@@ -170,3 +170,41 @@ def test_cli_exit_codes_json_and_fix_output(tmp_path: Path) -> None:
     assert lint_after.returncode == 0 and json.loads(lint_after.stdout)["summary"]["xnnpack_subgraphs"] == 1
     findings = run("lint", f"{PATTERNS}:groupnorm1", "--input-size", "32", "--target", "executorch")
     assert findings.returncode == 1 and "native_group" in findings.stdout
+
+
+def pt2_pattern(name: str, tmp_path: Path) -> torch.nn.Module:
+    """The pattern as a `.pt2` someone else exported: only the graph rules can see it (no module types)."""
+    path = tmp_path / f"{name}.pt2"
+    torch.export.save(torch.export.export(pattern(name).net, (torch.randn(1, 3, 32, 32),)), str(path))
+    return resolve_source(path, SourceOptions(**DEPLOY)).model
+
+
+def test_groupnorm1_graph_rule_takes_the_spatial_mean_first_and_is_exact(tmp_path: Path) -> None:
+    model = pt2_pattern("groupnorm1", tmp_path)
+    result = fix_model(model)
+    applied = {a["rule"]: a for a in result.applied}
+    assert "groupnorm1_to_edge" in applied and len(applied["groupnorm1_to_edge"]["sites"]) == 1, result.refused
+    assert result.parity["max_abs_ratio"] <= PARITY_LIMIT
+    gm = result.program.graph_module
+    norm_convs = [n for n in gm.graph.nodes if n.target == torch.ops.aten.conv2d.default
+                  and tuple(n.args[0].meta["val"].shape[2:]) == (1, 1)]
+    # both statistics: a 1/C conv on the (1, C, 1, 1) spatial mean, not a one-channel GEMM over the 16x16 map
+    assert len(norm_convs) == 2 and all(tuple(n.meta["val"].shape) == (1, 1, 1, 1) for n in norm_convs)
+    after = lint_model(result.model, ("executorch",))["targets"]["executorch"]
+    assert after["subgraphs"] == 1 and after["outside_ops"] == 0
+
+
+@pytest.mark.parametrize("groups", [1, 4])
+def test_groupnorm_edge_module_equals_nn_groupnorm(groups: int) -> None:
+    from edge_sdk.converters.lint.norms import GroupNormEdge, make_edge_norm
+    torch.manual_seed(1)
+    ref = torch.nn.GroupNorm(groups, 16)
+    with torch.no_grad():
+        ref.weight.normal_()
+        ref.bias.normal_()
+    new = make_edge_norm("group", 16, ref.eps, True, groups)
+    assert isinstance(new, GroupNormEdge)
+    new.load_state_dict(ref.state_dict())
+    x = torch.randn(2, 16, 7, 5) * 3 + 2  # a mean far from 0: the variance is taken around it, not as E[x^2]-m^2
+    with torch.no_grad():
+        assert (new(x) - ref(x)).abs().max().item() <= 1e-5 * ref(x).abs().max().item()

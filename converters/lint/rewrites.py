@@ -392,23 +392,35 @@ def _channels_layernorm_site(n: Node) -> tuple[Node, Node] | None:
 
 def _norm_channels(b: _Builder, x: Node, c: int, eps: float, w: Any, bias: Any, dtype: torch.dtype,
                    spatial: bool = False) -> Node:
+    """LayerNorm over channels (per pixel: the 1/C conv runs on the full map) or, `spatial`, GroupNorm(1).
+
+    GroupNorm(1)'s statistic is one number per sample, so the spatial mean goes FIRST (one pass over the map,
+    (B, C, 1, 1) out) and the 1/C conv then averages C values instead of a one-output-channel GEMM over every
+    pixel; gamma folds into the (B, C, 1, 1) scale, saving a full-size multiply. Same sums, reordered: exact up
+    to float rounding. Measured 1.2-1.6x faster than conv-then-mean (benchmarks/byom_peers.py norms)."""
     avg = b.const(torch.full((1, c, 1, 1), 1.0 / c, dtype=dtype))
+    wc = b(aten.reshape.default, w, [1, c, 1, 1]) if w is not None else None
+    bc = b(aten.reshape.default, bias, [1, c, 1, 1]) if bias is not None else None
+    if spatial:
+        mean = b(aten.conv2d.default, b(aten.mean.dim, x, [2, 3], True), avg)  # (B, 1, 1, 1)
+        d = b(aten.sub.Tensor, x, mean)
+        var = b(aten.conv2d.default, b(aten.mean.dim, b(aten.mul.Tensor, d, d), [2, 3], True), avg)
+        scale = b(aten.rsqrt.default, b(aten.add.Tensor, var, eps))
+        scale = b(aten.mul.Tensor, scale, wc) if wc is not None else scale  # (B, C, 1, 1)
+        y = b(aten.mul.Tensor, d, scale)
+        return b(aten.add.Tensor, y, bc) if bc is not None else y
     mean = b(aten.conv2d.default, x, avg)
-    mean = b(aten.mean.dim, mean, [2, 3], True) if spatial else mean
     d = b(aten.sub.Tensor, x, mean)
     var = b(aten.conv2d.default, b(aten.mul.Tensor, d, d), avg)
-    var = b(aten.mean.dim, var, [2, 3], True) if spatial else var
     y = b(aten.mul.Tensor, d, b(aten.rsqrt.default, b(aten.add.Tensor, var, eps)))
-    if w is not None:
-        y = b(aten.mul.Tensor, y, b(aten.reshape.default, w, [1, c, 1, 1]))
-    if bias is not None:
-        y = b(aten.add.Tensor, y, b(aten.reshape.default, bias, [1, c, 1, 1]))
-    return y
+    y = b(aten.mul.Tensor, y, wc) if wc is not None else y
+    return b(aten.add.Tensor, y, bc) if bc is not None else y
 
 
 def graph_groupnorm(gm: GraphModule) -> list[str]:
-    """group_norm(x, 1, w, b, eps) on (B, C, H, W) -> conv 1/C channel mean + spatial mean((2, 3)), sub, mul,
-    rsqrt, add (exact: GroupNorm(1) normalizes over C, H and W). XNNPACK has no group_norm kernel (rule 2)."""
+    """group_norm(x, 1, w, b, eps) on (B, C, H, W) -> spatial mean((2, 3)) then a 1/C conv on the (B, C, 1, 1)
+    result (the mean over C, H and W), sub, mul, rsqrt, gamma folded into the per-channel scale, add (exact:
+    GroupNorm(1) normalizes over C, H and W with the biased variance). XNNPACK has no group_norm kernel (rule 2)."""
     done = []
     for n in _calls(gm, aten.group_norm.default):
         x, groups = n.args[0], int(n.args[1])
@@ -666,7 +678,7 @@ GRAPH_RULES: tuple[Rule, ...] = (
     Rule("layernorm_to_edge", "graph", graph_layernorm,
          "layer_norm -> mean/variance by 1x1 conv (channels) or Linear (tokens) + rsqrt", "2"),
     Rule("groupnorm1_to_edge", "graph", graph_groupnorm,
-         "group_norm(1) -> conv 1/C + spatial mean + rsqrt", "2"),
+         "group_norm(1) -> spatial mean, then 1/C conv on (B, C, 1, 1) + rsqrt, gamma in the scale", "2"),
     Rule("expand_to_broadcast", "graph", graph_expand,
          "expand/expand_as -> plain broadcast (or dropped when it changes nothing)", "4"),
     Rule("sum_to_mean", "graph", graph_sum,
