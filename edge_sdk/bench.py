@@ -46,6 +46,8 @@ class BenchRequest:
     show_progress: bool = True
     runner: Path | None = None  # adb backend: the phone-side benchmark binary
     runner_kind: str | None = None
+    input_size: int | None = None  # torch:file.py:factory / torch:MODEL sources (issue 11)
+    weights: str | None = None  # torch:file.py:factory: the user's state dict
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,7 @@ class BenchSpec:
     e2e: bool = False
     num_classes: int = 1000
     input_size: int | None = None
+    weights: str | None = None  # torch:file.py:factory sources
 
 
 # ---- the worker (runs inside the fresh process) ----------------------------------------------------------------
@@ -73,7 +76,9 @@ def _open(spec: BenchSpec):  # noqa: ANN202
         name = spec.source[len(TORCH_PREFIX):]
         from edge_sdk.converters.sources import SourceOptions, is_external, resolve_source
         if is_external(name):  # torch:model.pt2 / torch:file.py:factory (issue 11): the user's model as given
-            model = resolve_source(name, SourceOptions(input_size=spec.input_size, require_deploy=False)).model
+            weights = Path(spec.weights) if spec.weights else None
+            model = resolve_source(name, SourceOptions(input_size=spec.input_size, weights=weights,
+                                                       require_deploy=False)).model
         else:
             model = fill_realistic_weights(create_model(name, num_classes=spec.num_classes,
                                                         input_size=spec.input_size))
@@ -227,19 +232,21 @@ def run_host(sources: Sequence[str], device: str, req: BenchRequest) -> list[dic
     if req.runner is not None or req.runner_kind is not None:
         raise UsageError("--runner/--runner-kind are for --device adb; the host backend uses the Python runtimes")
     return run_benchmarks(sources, req.threads, req.warmup, req.runs, e2e=req.e2e, budget_ms=req.budget_ms,
-                          show_progress=req.show_progress)
+                          show_progress=req.show_progress, input_size=req.input_size, weights=req.weights)
 
 
 def run_benchmarks(sources: Sequence[str], threads: Sequence[int] = (1,), warmup: int = 5, runs: int = 30,
                    e2e: bool = False, budget_ms: float | None = 50.0, show_progress: bool = True,
-                   num_classes: int = 1000) -> list[dict[str, Any]]:
+                   num_classes: int = 1000, input_size: int | None = None,
+                   weights: str | None = None) -> list[dict[str, Any]]:
     """Every source x thread count in a fresh process, with a progress bar; results get budget verdicts."""
     if not sources:
         raise UsageError("nothing to benchmark: give at least one bundle")
     if runs < 1 or warmup < 0 or any(t < 1 for t in threads):
         raise UsageError("need --runs >= 1, --warmup >= 0 and thread counts >= 1")
     check_sources(sources)
-    specs = [BenchSpec(str(s), t, warmup, runs, e2e, num_classes) for s in sources for t in threads]
+    specs = [BenchSpec(str(s), t, warmup, runs, e2e, num_classes, input_size, weights) for s in sources
+             for t in threads]
     results = []
     with _progress(show_progress) as prog:
         task = prog.add_task("benchmarking", total=len(specs)) if prog else None

@@ -232,3 +232,34 @@ def test_cli_pt2_converts_end_to_end_to_tflite_and_fix_repairs_expand_as(tmp_pat
     res = json.loads(r.stdout)[0]
     assert res["parity"]["status"] == "passed" and Path(res["bundle"]).name == "net-tflite-litert-fp32"
     assert res["parity"]["images"]["max_abs_ratio"] < 1e-4
+
+
+@pytest.mark.parametrize("command", ["convert", "lint", "bench"])
+def test_help_shows_an_example_for_pt2_and_factory_sources(command: str) -> None:
+    from click.testing import CliRunner
+
+    from edge_sdk.cli import cli
+    out = CliRunner().invoke(cli, [command, "--help"], terminal_width=200)
+    assert out.exit_code == 0, out.output
+    examples = [ln.strip() for ln in out.output.splitlines() if ln.strip().startswith(f"edge-sdk {command} ")]
+    pt2 = [e for e in examples if ".pt2" in e]
+    factory_ex = [e for e in examples if ".py:" in e]
+    assert pt2 and factory_ex, examples
+    joined = out.output.replace("\n", " ")
+    assert "--weights" in joined and "--input-size" in joined
+    # the factory example's own line (or its continuation) passes the weights and the input size
+    start = out.output.index(factory_ex[0])
+    assert "--weights" in out.output[start:start + 300] and "--input-size" in out.output[start:start + 300]
+
+
+def test_bench_torch_factory_takes_weights_and_input_size(tmp_path: Path) -> None:
+    from edge_sdk.converters.sources import _call_factory
+    net = _call_factory(factory("groupnorm1"), SourceOptions())
+    torch.save(net.state_dict(), tmp_path / "w.pt")
+    r = run_cli("bench", f"torch:{factory('groupnorm1')}", "--weights", str(tmp_path / "w.pt"), "--input-size", "48",
+                "--runs", "2", "--warmup", "0", "--budget-ms", "10000", "--quiet", "--json", str(tmp_path / "b.json"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads((tmp_path / "b.json").read_text())["results"][0]
+    assert res["target"] == "pytorch" and res["p50_ms"] > 0
+    bad = run_cli("bench", f"torch:{factory('groupnorm1')}", "--weights", str(tmp_path / "missing.pt"), "--quiet")
+    assert bad.returncode != 0 and bad.stderr.strip().splitlines()[-1].startswith("error:")

@@ -48,14 +48,21 @@ def _backend(device: str):  # noqa: ANN202
               "or ExecuTorch executor_runner (built for the phone's ABI).")
 @click.option("--runner-kind", type=click.Choice(["benchmark_model", "executor_runner"]), default=None,
               help="Say which runner --runner is when its file name does not.")
+@click.option("--input-size", type=click.IntRange(32, 2048), default=None,
+              help="Input size for torch:MODEL / torch:file.py:factory sources.")
+@click.option("--weights", type=click.Path(path_type=Path), default=None,
+              help="Weights for torch:file.py:factory sources (.safetensors or a weights-only state dict).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def bench_cmd(bundles: tuple[str, ...], threads: str, warmup: int, runs: int, budget_ms: float, e2e: bool,
               json_file: Path | None, csv_file: Path | None, device: str, runner: Path | None,
-              runner_kind: str | None, quiet: bool, html_file: Path | None = None) -> None:
+              runner_kind: str | None, quiet: bool, html_file: Path | None = None, input_size: int | None = None,
+              weights: Path | None = None) -> None:
     """Measure load time, first inference, p50/p90/p99/mean/std latency, throughput and peak RSS of BUNDLES.
 
     Each bundle x thread count runs in its own fresh process (ExecuTorch's thread pool can only be sized before
-    the first load). A BUNDLE may also be `torch:MODEL` for the PyTorch eager reference of a zoo model.
+    the first load). A BUNDLE may also be `torch:MODEL` for the PyTorch eager reference of a zoo model, or
+    `torch:model.pt2` / `torch:my_model.py:factory` for your own model in PyTorch (a .pt2 at its example input's
+    size; a factory with --weights and --input-size), beside the bundles `edge-sdk convert ... --fix` made of it.
     Exit code 1 when any p90 exceeds --budget-ms (or a run failed).
 
     \b
@@ -64,13 +71,16 @@ def bench_cmd(bundles: tuple[str, ...], threads: str, warmup: int, runs: int, bu
           --threads 1,2 --budget-ms 50 --json bench.json --csv bench.csv
       edge-sdk bench bundles/*-fp32 bundles/*-int8 --html report.html
       edge-sdk bench bundles/levit_128s-tflite-litert-fp32 --e2e
+      edge-sdk bench torch:exported.pt2 bundles/exported-executorch-xnnpack-fp32
+      edge-sdk bench torch:my_model.py:build --weights model.safetensors --input-size 224 \\
+          bundles/build-executorch-xnnpack-fp32
       edge-sdk bench bundles/levit_128s-tflite-litert-fp32 --device adb:R58M12345 --runner ./benchmark_model
     """
     from edge_sdk import bench
     from edge_sdk.errors import EdgeError
     from edge_sdk.output import err_console
     req = bench.BenchRequest(tuple(_parse_threads(threads)), warmup, runs, budget_ms, e2e, not quiet, runner,
-                             runner_kind)
+                             runner_kind, input_size, str(weights) if weights else None)
     results = _backend(device)(bundles, device, req)
     bench.print_comparison(results, budget_ms)
     if json_file:

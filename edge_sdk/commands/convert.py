@@ -74,7 +74,9 @@ def _option_help() -> dict[str, str]:
 
 def _help() -> str:
     return "\n".join([
-        "Convert MODEL (a zoo name) or CHECKPOINT (an edge-sdk weights file) into a bundle per target.",
+        "Convert MODEL into a bundle per target. MODEL is a zoo name, an edge-sdk checkpoint, a torch.export "
+        "program (model.pt2) or your own code (path/to/file.py:factory or package.module:factory returning an "
+        "nn.Module, with --weights and --input-size); --fix applies edge-sdk lint's parity-checked rewrites first.",
         "",
         "Each bundle is a folder with the model file, manifest.json, labels.txt and reference.npz. Parity against "
         "PyTorch is measured on the new bundle through the runtime harness and stored in the manifest; the command "
@@ -91,6 +93,9 @@ def _help() -> str:
         "  edge-sdk convert levit_128s --target executorch --backend coreml --precision fp16",
         "  edge-sdk convert efficientnet_lite0 --pretrained --target all",
         "  edge-sdk convert runs/exp1/best.pt --target all -o bundles/ --force",
+        "  edge-sdk convert exported.pt2 --target executorch --fix --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225",
+        "  edge-sdk convert my_model.py:build --weights model.safetensors --input-size 224 --num-classes 10 \\",
+        "      --labels labels.txt --mean 0.5,0.5,0.5 --std 0.5,0.5,0.5 --target all --fix",
     ])
 
 
