@@ -34,7 +34,7 @@ GROUPS: dict[str, tuple[int, ...]] = {
 # (target, precision) of every bundle that runs on this host (Core ML files do not run on Linux).
 RUNNABLE = (("executorch", "fp32"), ("executorch", "int8"), ("executorch", "mixed"),
             ("tflite", "fp32"), ("tflite", "fp16"), ("tflite", "dynamic_int8"), ("tflite", "int8"))
-CROPS = (1.0, 0.85, 0.7)  # side of the square-ish crop as a fraction of the photo
+CROPS = (1.0, 0.85, 0.7, 0.55)  # side of the square-ish crop as a fraction of the photo
 OFFSETS = ((0.5, 0.5), (0, 0), (1, 0), (0, 1), (1, 1), (0.5, 0), (0.5, 1), (0, 0.5), (1, 0.5))
 AGREEMENT_BAR, COSINE_BAR = 0.98, 0.999
 
@@ -52,13 +52,14 @@ def photos() -> dict[str, np.ndarray]:
 
 
 def views(img: np.ndarray) -> list[np.ndarray]:
-    """54 views of one photo: 3 crop scales x 9 positions x {as is, mirrored} (the Predictor then resizes and
-    center-crops each exactly as a camera frame)."""
+    """56 distinct views of one photo: the whole photo plus 3 crop scales x 9 positions, each as is and mirrored
+    (the Predictor then resizes and center-crops each exactly as a camera frame). The whole photo is taken once,
+    not at 9 positions that would all be the same view."""
     h, w = img.shape[:2]
     out = []
     for frac in CROPS:
         ch, cw = max(32, int(h * frac)), max(32, int(w * frac))
-        for ox, oy in OFFSETS:
+        for ox, oy in (OFFSETS[:1] if frac == 1.0 else OFFSETS):
             y0, x0 = int((h - ch) * oy), int((w - cw) * ox)
             crop = np.ascontiguousarray(img[y0:y0 + ch, x0:x0 + cw])
             out += [crop, np.ascontiguousarray(crop[:, ::-1])]

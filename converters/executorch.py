@@ -30,6 +30,7 @@ from edge_sdk.errors import EdgeError, toolchain_errors
 from edge_sdk.manifest import InputSpec, OutputSpec
 
 from .base import Artifact, ConvertOptions, Target, deploy_of, step
+from .quant_clamp import clamp_aware
 
 MODEL_FILE = "model.pte"
 # Nodes the delegation report does not count as work left outside a delegate: graph plumbing only.
@@ -55,11 +56,11 @@ def make_quantizer(model: nn.Module, precision: str):  # noqa: ANN201 (XNNPACKQu
     config = get_symmetric_quantization_config(is_per_channel=True)
     quantizer = XNNPACKQuantizer()
     if precision == "int8":
-        return quantizer.set_global(config)
+        return clamp_aware(quantizer.set_global(config))
     quantizer.set_operator_type(torch.ops.aten.conv2d.default, config)
     for module_type in attention_module_types(model):  # None: excluded from every other config, left float
         quantizer.set_module_type(module_type, None)
-    return quantizer
+    return clamp_aware(quantizer)
 
 
 def quantize(model: nn.Module, example: torch.Tensor, precision: str,
@@ -140,6 +141,7 @@ def quantized_op_count(program: torch.export.ExportedProgram) -> dict[str, int]:
 DATA_MOVEMENT = {"reshape", "view", "permute", "transpose", "slice", "select", "squeeze", "unsqueeze", "clone",
                  "contiguous", "alias", "flatten", "cat", "getitem", "_assert_tensor_metadata", "dropout"}
 INT8_CAPABLE = {"conv2d", "linear", "add", "mul", "adaptive_avg_pool2d"}  # what XNNPACKQuantizer annotates
+FUSED_ACTIVATIONS = ("relu", "relu_", "hardtanh", "hardtanh_")  # folded into the kernel's output min/max
 
 
 def _op_name(node: torch.fx.Node) -> str:
@@ -174,9 +176,10 @@ def precision_split(program: torch.export.ExportedProgram) -> dict[str, dict[str
 
 
 def _fused_relu(node: torch.fx.Node) -> torch.fx.Node:
-    """The ReLU that follows `node` alone (fused into its int8 kernel), else `node` itself."""
+    """The ReLU or ReLU6 (hardtanh, observed after the clamp: converters/quant_clamp.py) that follows `node` alone
+    (fused into its int8 kernel), else `node` itself."""
     users = list(node.users)
-    if len(users) == 1 and users[0].op == "call_function" and _op_name(users[0]) in ("relu", "relu_"):
+    if len(users) == 1 and users[0].op == "call_function" and _op_name(users[0]) in FUSED_ACTIVATIONS:
         return users[0]
     return node
 
