@@ -36,6 +36,7 @@ CASES = {
     "expand_as": ({"expand_copy"}, "ctx.expand_as(x)", "expand_to_broadcast"),
     "sum_tokens": ({"sum"}, ".sum(dim=-1, keepdim=True)", "sum_to_mean"),
     "split_projection": ({"split_with_sizes_copy"}, ".split([1, c, c], dim=1)", "split_to_projections"),
+    "matmul4d": ({"expand_copy"}, "(q @ k.transpose(-2, -1))", "matmul_to_bmm"),
 }
 
 

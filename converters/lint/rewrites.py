@@ -252,6 +252,34 @@ def graph_sdpa(gm: GraphModule) -> list[str]:
     return done
 
 
+def graph_matmul(gm: GraphModule) -> list[str]:
+    """`a @ b` on rank >= 3 tensors (LeViT's and EfficientFormer's `q @ k.transpose(-2, -1)`, `attn @ v`) -> rank-3
+    `bmm` on reshaped views: equal batch dims fold into one; a (B, H, N, K) @ (B, 1, K, M) (one key/value for every
+    head, multi-query attention) folds the heads into the rows, (B, H*N, K) @ (B, K, M). Exact: the same dot
+    products. `to_edge` decomposes a rank-4 matmul into expand_copy + bmm, and XNNPACK has no expand_copy
+    (DESIGN rules 3/4: one subgraph split per expand)."""
+    done = []
+    for n in _calls(gm, aten.matmul.default):
+        a, w = n.args[:2]
+        sa, sb, out = shape(a), shape(w), shape(n)
+        if not (sa and sb and out) or len(sa) < 3 or len(sa) != len(sb):
+            continue
+        b = _Builder(gm, n)
+        batch = math.prod(sa[:-2])
+        if list(sa[:-2]) == list(sb[:-2]):
+            o = b(aten.bmm.default, b(aten.reshape.default, a, [batch, sa[-2], sa[-1]]),
+                  b(aten.reshape.default, w, [batch, sb[-2], sb[-1]]))
+        elif len(sa) == 4 and sa[0] == sb[0] and sb[1] == 1:  # multi-query: one key/value for every head
+            o = b(aten.bmm.default, b(aten.reshape.default, a, [sa[0], sa[1] * sa[2], sa[3]]),
+                  b(aten.reshape.default, w, [sb[0], sb[2], sb[3]]))
+        else:
+            continue
+        n.replace_all_uses_with(b(aten.reshape.default, o, list(out)))
+        done.append(_site(n))
+    _finish(gm)
+    return done
+
+
 def graph_expand(gm: GraphModule) -> list[str]:
     """expand/expand_as -> plain broadcast: an expand to the shape it already has is dropped, and one whose every
     user is a broadcasting elementwise op (add/sub/mul/div) is dropped too (the op broadcasts by itself).
@@ -673,6 +701,8 @@ GRAPH_RULES: tuple[Rule, ...] = (
          "ops on parameters only (attention-bias gathers) -> constants", "1"),
     Rule("sdpa_to_matmul", "graph", graph_sdpa,
          "scaled_dot_product_attention -> explicit bmm-softmax-bmm (rank 3)", "3"),
+    Rule("matmul_to_bmm", "graph", graph_matmul,
+         "rank >= 3 matmul (q @ k^T, attn @ v) -> rank-3 bmm on reshaped views (no expand_copy)", "3, 4"),
     Rule("softmax4d_to_rank3", "graph", graph_softmax,
          "softmax over the last dim of a rank-4 tensor -> rank-3 view (XNNPACK computes rank 4 wrongly)", "3"),
     Rule("layernorm_to_edge", "graph", graph_layernorm,

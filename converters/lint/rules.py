@@ -23,8 +23,8 @@ _SDPA = EdgeRule("3", "part of F.scaled_dot_product_attention's decomposition (m
                       "rank-4 matmul -> expand): no SDPA kernel in XNNPACK; write attention as rank-3 bmm + softmax",
                  ("sdpa_to_matmul", "mha_to_matmul"))
 _EXPAND = EdgeRule("4", "expand/expand_as (also what a rank-4 matmul decomposes into): XNNPACK has no expand_copy; "
-                        "converters mishandle the broadcast (litert-torch tfl.mul)", ("expand_to_broadcast",
-                                                                                     "sdpa_to_matmul"))
+                        "converters mishandle the broadcast (litert-torch tfl.mul)",
+                   ("expand_to_broadcast", "matmul_to_bmm", "sdpa_to_matmul"))
 _SPLIT = EdgeRule("4", "split of one fused projection (qkv): XNNPACK has no split_with_sizes kernel; use separate "
                        "q/k/v projections", ("split_to_projections",))
 _SHAPE = EdgeRule("1", "shape plumbing XNNPACK does not take (squeeze, leading unsqueeze, select): tensors should "

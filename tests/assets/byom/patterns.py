@@ -2,8 +2,8 @@
 
 Every factory takes `num_classes` and returns a seeded eval-mode model for a 32x32 input. Together they cover
 docs/DESIGN.md's rules: LayerNorm over channels, GroupNorm(1), nn.MultiheadAttention, F.scaled_dot_product_attention,
-expand_as, Linear on a 4-D channels-last map, sum over tokens, split of one projection. `hybrid` combines them the
-way a paper's code does (a user's own hybrid). Used as `tests/assets/byom/patterns.py:<factory>`.
+expand_as, Linear on a 4-D channels-last map, sum over tokens, split of one projection, `@` on rank-4 heads.
+`hybrid` combines them the way a paper's code does (a user's own hybrid). Used as `tests/assets/byom/patterns.py:<factory>`.
 """
 from __future__ import annotations
 
@@ -91,6 +91,24 @@ class SDPAMixer(nn.Module):
         return self.proj(o.transpose(1, 2).reshape(b, n, c))
 
 
+class MatmulMixer(nn.Module):
+    """LeViT-style attention written with `@` on rank-4 heads (to_edge turns each into expand_copy + bmm); the
+    values use one head shared by all (multi-query: a (B, 1, N, d) operand broadcast over the heads)."""
+
+    def __init__(self, c: int = 16, heads: int = 2) -> None:
+        super().__init__()
+        self.heads, self.d = heads, c // heads
+        self.qk, self.v, self.proj = nn.Linear(c, 2 * c), nn.Linear(c, self.d), nn.Linear(c, c)
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        b, n, c = t.shape
+        q, k = self.qk(t).reshape(b, n, 2, self.heads, self.d).permute(2, 0, 3, 1, 4).unbind(0)
+        attn = (q @ k.transpose(-2, -1)) * self.d ** -0.5  # (B, h, N, N)
+        v = self.v(t).unsqueeze(1)  # (B, 1, N, d): one value head for every query head
+        o = attn.softmax(dim=-1) @ v  # (B, h, N, d)
+        return self.proj(o.transpose(1, 2).reshape(b, n, c))
+
+
 class SplitProjection(nn.Module):
     """A 1x1 conv projection split along channels (MobileViTv2's fused qkv)."""
 
@@ -169,6 +187,10 @@ def mha(num_classes: int = 10) -> nn.Module:
 
 def sdpa(num_classes: int = 10) -> nn.Module:
     return _seeded(Tokens(SDPAMixer()), num_classes)
+
+
+def matmul4d(num_classes: int = 10) -> nn.Module:
+    return _seeded(Tokens(MatmulMixer()), num_classes)
 
 
 def expand_as(num_classes: int = 10) -> nn.Module:
