@@ -37,6 +37,7 @@ CASES = {
     "sum_tokens": ({"sum"}, ".sum(dim=-1, keepdim=True)", "sum_to_mean"),
     "split_projection": ({"split_with_sizes_copy"}, ".split([1, c, c], dim=1)", "split_to_projections"),
     "matmul4d": ({"expand_copy"}, "(q @ k.transpose(-2, -1))", "matmul_to_bmm"),
+    "int_constant": ({"_to_dim_order_copy"}, "/ torch.tensor(2)", "fold_constants"),
 }
 
 

@@ -614,6 +614,34 @@ def graph_fold_constants(gm: GraphModule) -> list[str]:
             if op_name(n) not in _VIEWS:
                 done.append(_site(n))
     _finish(gm)
+    return done + _scalar_operands(gm)
+
+
+_BINARY = (aten.add.Tensor, aten.sub.Tensor, aten.mul.Tensor, aten.div.Tensor)
+
+
+def _scalar_operands(gm: GraphModule) -> list[str]:
+    """A 0-d integer constant in float arithmetic (timm LeViT's `(x + x_dist) / 2` exports the 2 as an int64
+    tensor constant) -> the Python number: to_edge otherwise casts it at run time with a `_to_dim_order_copy`
+    XNNPACK refuses (invalid dtype), a subgraph split before the output. Exact: small integers are exact floats."""
+    done = []
+    for n in _calls(gm, *_BINARY):
+        for i, a in enumerate(n.args[:2]):
+            other = n.args[1 - i]
+            value = _constant(gm, a)
+            if value is None or not (isinstance(other, Node) and _dtype(other).is_floating_point):
+                continue
+            if value.dim() != 0 or value.dtype.is_floating_point or value.dtype == torch.bool:
+                continue
+            if i == 0 and n.target in (aten.sub.Tensor, aten.div.Tensor):
+                continue  # number - tensor / number / tensor: keep the tensor form (operand order matters)
+            args = list(n.args)
+            args[i] = float(value.item())
+            if i == 0:  # add/mul commute: the tensor goes first, as ATen's Scalar overloads want it
+                args[0], args[1] = args[1], args[0]
+            n.args = tuple(args)
+            done.append(_site(n) + " [scalar operand]")
+    _finish(gm)
     return done
 
 
@@ -633,6 +661,17 @@ def _foldable(n: Node, const: dict[Node, torch.Tensor], pending: Node | None = N
         return False
     inputs = n.all_input_nodes
     return bool(inputs) and all(a in const or a is pending for a in inputs)
+
+
+_PASS_THROUGH = {aten.detach.default, aten.detach_.default, aten.lift_fresh_copy.default, aten.clone.default}
+
+
+def _constant(gm: GraphModule, a: Any) -> torch.Tensor | None:
+    """The tensor behind `a` when it is a get_attr, possibly behind detach/lift_fresh_copy (how export wraps a
+    tensor literal created in forward); None otherwise."""
+    while isinstance(a, Node) and a.op == "call_function" and a.target in _PASS_THROUGH:
+        a = a.args[0]
+    return _attr(gm, a.target) if isinstance(a, Node) and a.op == "get_attr" else None
 
 
 _UNARY = {aten.gelu.default, aten.relu.default, aten.hardswish.default, aten.silu.default, aten.sigmoid.default,

@@ -109,6 +109,18 @@ class MatmulMixer(nn.Module):
         return self.proj(o.transpose(1, 2).reshape(b, n, c))
 
 
+class IntConstant(nn.Module):
+    """Two heads averaged with an integer tensor constant (timm LeViT's distilled head `(x + x_dist) / 2` exports
+    the 2 as an int64 constant, cast to float at run time)."""
+
+    def __init__(self, c: int = 16) -> None:
+        super().__init__()
+        self.a, self.b = nn.Conv2d(c, c, 1), nn.Conv2d(c, c, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.a(x) + self.b(x)) / torch.tensor(2)
+
+
 class SplitProjection(nn.Module):
     """A 1x1 conv projection split along channels (MobileViTv2's fused qkv)."""
 
@@ -191,6 +203,10 @@ def sdpa(num_classes: int = 10) -> nn.Module:
 
 def matmul4d(num_classes: int = 10) -> nn.Module:
     return _seeded(Tokens(MatmulMixer()), num_classes)
+
+
+def int_constant(num_classes: int = 10) -> nn.Module:
+    return _seeded(IntConstant(), num_classes)
 
 
 def expand_as(num_classes: int = 10) -> nn.Module:
