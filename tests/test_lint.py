@@ -38,6 +38,8 @@ CASES = {
     "split_projection": ({"split_with_sizes_copy"}, ".split([1, c, c], dim=1)", "split_to_projections"),
     "matmul4d": ({"expand_copy"}, "(q @ k.transpose(-2, -1))", "matmul_to_bmm"),
     "int_constant": ({"_to_dim_order_copy"}, "/ torch.tensor(2)", "fold_constants"),
+    "mqa": ({"expand_copy", "mul", "eq", "any", "where", "logical_not", "full_like"},
+            "F.scaled_dot_product_attention(query=q, key=k, value=v)", "sdpa_to_matmul"),
 }
 
 

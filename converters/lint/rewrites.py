@@ -221,7 +221,8 @@ def _row_mean(b: _Builder, x: Node, n: int, dtype: torch.dtype) -> Node:
 def graph_sdpa(gm: GraphModule) -> list[str]:
     """F.scaled_dot_product_attention(q, k, v[, float mask][, scale]) -> explicit matmul-softmax: heads folded into
     the batch, `bmm(q, k^T) * scale (+ mask)`, softmax, `bmm(., v)` (rank 3). XNNPACK has no SDPA kernel and the
-    decomposition's masked `_safe_softmax` (eq/any/where/logical_not) runs outside it. Causal/dropout calls stay."""
+    decomposition's masked `_safe_softmax` (eq/any/where/logical_not) runs outside it. Multi-query attention (one
+    key/value head, broadcast over the query heads) folds the heads into the rows. Causal/dropout calls stay."""
     done = []
     for n in _calls(gm, aten.scaled_dot_product_attention.default):
         q, k, v = n.args[:3]
@@ -233,9 +234,12 @@ def graph_sdpa(gm: GraphModule) -> list[str]:
         if causal or dropout or not (sq and sk and sv) or len(sq) < 3 or (mask is not None and
                                                                         _dtype(mask) == torch.bool):
             continue
+        folded = _sdpa_batch(sq, sk, sv)
+        if folded is None:
+            continue
+        batch, rows = folded
         b = _Builder(gm, n)
-        batch = math.prod(sq[:-2])
-        q3 = b(aten.reshape.default, q, [batch, sq[-2], sq[-1]])
+        q3 = b(aten.reshape.default, q, [batch, rows, sq[-1]])
         kt = b(aten.permute.default, b(aten.reshape.default, k, [batch, sk[-2], sk[-1]]), [0, 2, 1])
         v3 = b(aten.reshape.default, v, [batch, sv[-2], sv[-1]])
         s = b(aten.mul.Tensor, b(aten.bmm.default, q3, kt), float(scale if scale is not None else sq[-1] ** -0.5))
@@ -243,13 +247,24 @@ def graph_sdpa(gm: GraphModule) -> list[str]:
             sm = shape(mask)
             full = list(sq[:-2]) + [sq[-2], sk[-2]]
             m = mask if list(sm or ()) == full else b(aten.expand.default, mask, full)
-            s = b(aten.add.Tensor, s, b(aten.reshape.default, m, [batch, sq[-2], sk[-2]]))
+            s = b(aten.add.Tensor, s, b(aten.reshape.default, m, [batch, rows, sk[-2]]))
         o = b(aten.bmm.default, b(aten.softmax.int, s, -1), v3)
         n.replace_all_uses_with(b(aten.reshape.default, o, list(sq[:-1]) + [sv[-1]]))
         gm.graph.erase_node(n)  # SDPA is tagged nondeterministic_seeded (dropout): dead-code elimination keeps it
         done.append(_site(n))
     _finish(gm)
     return done
+
+
+def _sdpa_batch(sq: tuple, sk: tuple, sv: tuple) -> tuple[int, int] | None:
+    """(batch, query rows) of the rank-3 form: equal batch dims fold into the batch; multi-query attention
+    (q (B, H, N, d), k/v (B, 1, M, d): timm MobileNetV4's MultiQueryAttention2d) folds the heads into the rows,
+    since every head attends to the same keys. None for other broadcasts."""
+    if list(sq[:-2]) == list(sk[:-2]) == list(sv[:-2]):
+        return math.prod(sq[:-2]), sq[-2]
+    if len(sq) == len(sk) == len(sv) == 4 and list(sk[:2]) == list(sv[:2]) == [sq[0], 1]:
+        return sq[0], sq[1] * sq[2]
+    return None
 
 
 def graph_matmul(gm: GraphModule) -> list[str]:

@@ -121,6 +121,23 @@ class IntConstant(nn.Module):
         return (self.a(x) + self.b(x)) / torch.tensor(2)
 
 
+class MQAMixer(nn.Module):
+    """Multi-query attention as timm MobileNetV4 writes it: query heads (B, h, N, d), ONE key/value head
+    (B, 1, N, d) that F.scaled_dot_product_attention broadcasts over them."""
+
+    def __init__(self, c: int = 16, heads: int = 2) -> None:
+        super().__init__()
+        self.heads, self.d = heads, c // heads
+        self.q, self.kv, self.proj = nn.Linear(c, c), nn.Linear(c, 2 * self.d), nn.Linear(c, c)
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        b, n, c = t.shape
+        q = self.q(t).reshape(b, n, self.heads, self.d).transpose(1, 2)
+        k, v = self.kv(t).unsqueeze(1).chunk(2, dim=-1)  # (B, 1, N, d) each
+        o = F.scaled_dot_product_attention(query=q, key=k, value=v)  # one key/value head for all
+        return self.proj(o.transpose(1, 2).reshape(b, n, c))
+
+
 class SplitProjection(nn.Module):
     """A 1x1 conv projection split along channels (MobileViTv2's fused qkv)."""
 
@@ -207,6 +224,10 @@ def matmul4d(num_classes: int = 10) -> nn.Module:
 
 def int_constant(num_classes: int = 10) -> nn.Module:
     return _seeded(IntConstant(), num_classes)
+
+
+def mqa(num_classes: int = 10) -> nn.Module:
+    return _seeded(Tokens(MQAMixer()), num_classes)
 
 
 def expand_as(num_classes: int = 10) -> nn.Module:
