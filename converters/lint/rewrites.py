@@ -636,11 +636,17 @@ _BINARY = (aten.add.Tensor, aten.sub.Tensor, aten.mul.Tensor, aten.div.Tensor)
 
 
 def _scalar_operands(gm: GraphModule) -> list[str]:
-    """A 0-d integer constant in float arithmetic (timm LeViT's `(x + x_dist) / 2` exports the 2 as an int64
-    tensor constant) -> the Python number: to_edge otherwise casts it at run time with a `_to_dim_order_copy`
+    """A 0-d integer constant or a Python int in float arithmetic (timm LeViT's and EfficientFormer's distilled
+    head `(x + x_dist) / 2`: re-exporting the graph lifts the 2 as an int64 tensor constant) -> a float number: to_edge otherwise casts it at run time with a `_to_dim_order_copy`
     XNNPACK refuses (invalid dtype), a subgraph split before the output. Exact: small integers are exact floats."""
     done = []
     for n in _calls(gm, *_BINARY):
+        if (len(n.args) > 1 and type(n.args[1]) is int and isinstance(n.args[0], Node)
+                and _dtype(n.args[0]).is_floating_point):
+            # `x / 2` with a Python int: re-exporting the GraphModule lifts the 2 as an int64 tensor constant
+            n.args = (n.args[0], float(n.args[1]), *n.args[2:])
+            done.append(_site(n) + " [int scalar]")
+            continue
         for i, a in enumerate(n.args[:2]):
             other = n.args[1 - i]
             value = _constant(gm, a)

@@ -110,15 +110,15 @@ class MatmulMixer(nn.Module):
 
 
 class IntConstant(nn.Module):
-    """Two heads averaged with an integer tensor constant (timm LeViT's distilled head `(x + x_dist) / 2` exports
-    the 2 as an int64 constant, cast to float at run time)."""
+    """Two heads averaged with an integer tensor constant, plus a division by a Python int (timm LeViT's distilled
+    head `(x + x_dist) / 2`): to_edge makes both int64 constants, cast to float at run time outside XNNPACK."""
 
     def __init__(self, c: int = 16) -> None:
         super().__init__()
         self.a, self.b = nn.Conv2d(c, c, 1), nn.Conv2d(c, c, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (self.a(x) + self.b(x)) / torch.tensor(2)
+        return (self.a(x) + self.b(x)) / torch.tensor(2) + x / 2  # a tensor literal and a Python int
 
 
 class MQAMixer(nn.Module):
