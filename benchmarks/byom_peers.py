@@ -14,6 +14,9 @@ this runs in two halves:
    Results: benchmarks/results/byom_peers.{json,md} with machine and versions, written after every model.
 
 `~/timm-venv/bin/python benchmarks/byom_peers.py all` does both (it calls the project venv for step 2).
+`.venv/bin/python benchmarks/byom_peers.py norms`: exact GroupNorm(1) forms (the original op, conv-then-mean, the
+spatial-mean-first form `groupnorm1_to_edge` writes now) lowered to XNNPACK and timed in one process at 1 thread;
+results in benchmarks/results/byom_peers.norms.{json,md}.
 Targets (issue 11): one XNNPACK subgraph with nothing outside after --fix, mobilevitv2 converts to TFLite, fp32
 parity within 1e-5, ExecuTorch latency >= 1.5x better. Misses are reported as measured.
 """
@@ -92,10 +95,10 @@ def _one(folder: Path, name: str, runs: int) -> dict:
     after = lint_model(result.model, ("executorch", "tflite"))
     b, a = dict(before["summary"]), dict(after["summary"])
     load = [os.getloadavg()[0]]  # 1-min load average around the timed runs: latencies are contended when high
-    b.update(compare.latency(src.model, runs=runs))
+    lb, la = compare.latency_pair(src.model, result.model, runs=runs, rounds=2)  # interleaved b, a, b, a
     load.append(os.getloadavg()[0])
-    a.update(compare.latency(result.model, runs=runs))
-    load.append(os.getloadavg()[0])
+    b.update(lb)
+    a.update(la)
     return {"before": b, "after": a, "rows": compare.table(b, a), "applied": result.applied,
             "refused": result.refused, "parity": result.parity,
             "outside_after": after["targets"]["executorch"]["outside_by_op"],
@@ -103,6 +106,112 @@ def _one(folder: Path, name: str, runs: int) -> dict:
             "tflite_error_after": after["targets"]["tflite"].get("error"),
             "source": src.model.config_dict(), "seconds": round(time.time() - t0, 1),
             "load_average": [round(x, 2) for x in load], "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+
+
+# ---- norms: exact GroupNorm(1) forms in XNNPACK (project venv) --------------------------------------------------
+
+NORM_SHAPES = ((64, 32), (128, 16), (256, 8))  # (C, H=W): a conv -> norm stack at MobileViTv2-like sizes
+
+
+def _norm_forms() -> dict:
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    class Form(nn.Module):
+        def __init__(self, c: int, kind: str) -> None:
+            super().__init__()
+            self.kind, self.w, self.b = kind, nn.Parameter(torch.randn(c)), nn.Parameter(torch.randn(c))
+            self.register_buffer("avg", torch.full((1, c, 1, 1), 1.0 / c))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            w, b = self.w.view(1, -1, 1, 1), self.b.view(1, -1, 1, 1)
+            if self.kind == "group_norm op":
+                return F.group_norm(x, 1, self.w, self.b, 1e-5)
+            if self.kind == "conv 1/C then mean (old)":
+                d = x - F.conv2d(x, self.avg).mean((2, 3), keepdim=True)
+                return d * torch.rsqrt(F.conv2d(d * d, self.avg).mean((2, 3), keepdim=True) + 1e-5) * w + b
+            if self.kind == "reshape + mean over (2, 3)":
+                n, c, h, ww = x.shape
+                d = x - x.reshape(n, 1, c, h * ww).mean((2, 3), keepdim=True)
+                return d * (torch.rsqrt((d * d).reshape(n, 1, c, h * ww).mean((2, 3), keepdim=True) + 1e-5) * w) + b
+            # "mean then conv 1/C (new)": what groupnorm1_to_edge / GroupNormEdge write
+            d = x - F.conv2d(x.mean((2, 3), keepdim=True), self.avg)
+            return d * (torch.rsqrt(F.conv2d((d * d).mean((2, 3), keepdim=True), self.avg) + 1e-5) * w) + b
+    return {"cls": Form, "kinds": ("group_norm op", "conv 1/C then mean (old)", "reshape + mean over (2, 3)",
+                                   "mean then conv 1/C (new)")}
+
+
+def _time_norm(kind: str, c: int, hw: int, reps: int) -> dict:
+    import tempfile
+
+    import torch
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+    from executorch.runtime import Runtime
+    from torch import nn
+    form = _norm_forms()["cls"]
+
+    class Stack(nn.Module):  # six conv -> norm pairs: the norm sits between delegated convs, as in a model
+        def __init__(self, k: str) -> None:
+            super().__init__()
+            torch.manual_seed(0)
+            self.convs = nn.ModuleList(nn.Conv2d(c, c, 1) for _ in range(6))
+            self.norms = nn.ModuleList(form(c, k) for _ in range(6))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            for conv, norm in zip(self.convs, self.norms):
+                x = norm(conv(x))
+            return x
+    net, ref = Stack(kind).eval(), Stack("group_norm op").eval()
+    x = torch.randn(1, c, hw, hw) * 3 + 1
+    edge = to_edge_transform_and_lower(torch.export.export(net, (x,)), partitioner=[XnnpackPartitioner()])
+    nodes = [n for n in edge.exported_program().graph_module.graph.nodes if n.op == "call_function"]
+    delegates = sum("call_delegate" in str(n.target) for n in nodes)
+    with tempfile.NamedTemporaryFile(suffix=".pte") as f:
+        f.write(edge.to_executorch().buffer)
+        f.flush()
+        method = Runtime.get().load_program(f.name).load_method("forward")
+        with torch.no_grad():
+            r = ref(x)
+        err = float((method.execute([x])[0] - r).abs().max() / r.abs().max())
+        for _ in range(5):
+            method.execute([x])
+        times = []
+        for _ in range(reps):
+            t = time.perf_counter()
+            method.execute([x])
+            times.append((time.perf_counter() - t) * 1e3)
+    return {"form": kind, "channels": c, "size": hw, "xnnpack_subgraphs": delegates,
+            "max_err_ratio": err, "p50_ms": sorted(times)[len(times) // 2]}
+
+
+def run_norms(reps: int) -> None:
+    from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
+
+    from edge_sdk import doctor
+    from edge_sdk.bench import machine_info
+    _unsafe_reset_threadpool(1)
+    load = [os.getloadavg()[0]]
+    rows = [_time_norm(k, c, hw, reps) for c, hw in NORM_SHAPES for k in _norm_forms()["kinds"]]
+    load.append(os.getloadavg()[0])
+    header = {"machine": machine_info(), "toolchain": doctor.toolchain_versions(), "runs": reps,
+              "load_average": [round(x, 2) for x in load]}
+    out = RESULTS.parent / "byom_peers.norms"
+    out.with_suffix(".json").write_text(json.dumps({**header, "rows": rows}, indent=2, default=str))
+    lines = ["# Exact GroupNorm(1) forms in XNNPACK (six conv -> norm pairs, fp32, 1 thread, one process)", "",
+             f"Machine: {json.dumps(header['machine'], default=str)}; runs {reps}; 1-min load average "
+             f"{load[0]:.1f} -> {load[1]:.1f} (contended: compare rows of one shape only). "
+             "Script: `benchmarks/byom_peers.py norms`.", "",
+             "| C x H x W | form | XNNPACK subgraphs | max err / max|out| | p50 ms | vs group_norm op |",
+             "|---|---|---|---|---|---|"]
+    for c, hw in NORM_SHAPES:
+        group = [r for r in rows if r["channels"] == c and r["size"] == hw]
+        base = group[0]["p50_ms"]
+        lines += [f"| {c}x{hw}x{hw} | {r['form']} | {r['xnnpack_subgraphs']} | {r['max_err_ratio']:.1e} | "
+                  f"{r['p50_ms']:.3f} | {base / r['p50_ms']:.2f}x |" for r in group]
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines), flush=True)
 
 
 def _f(v: object) -> str:
@@ -121,7 +230,9 @@ def markdown(header: dict, models: dict) -> str:
     lines = ["# timm peers before / after `edge-sdk lint --fix`", "",
              f"Machine: {json.dumps(m, default=str)}", "",
              f"Toolchain: {json.dumps(tc, default=str)}; latency p50 of {header['runs']} runs at 1 thread, fp32, "
-             "each bundle in a fresh process. Script: benchmarks/byom_peers.py. Random-init timm weights "
+             "each bundle in a fresh process; rows with two load values were timed interleaved (before, after, "
+             "before, after; lowest p50 of 2 rounds), rows with three before, then after. "
+             "Script: benchmarks/byom_peers.py. Random-init timm weights "
              "(+0.01 noise), timm's own reparameterization before export.", "",
              "| model | XNNPACK subgraphs | ops outside | TFLite converts | TFLite TRANSPOSE | ExecuTorch p50 ms "
              "| speed-up | load avg (1 min) | LiteRT p50 ms | fix parity (max err / max|out|) | rules applied |",
@@ -152,7 +263,7 @@ def markdown(header: dict, models: dict) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("step", choices=["export", "run", "all"])
+    ap.add_argument("step", choices=["export", "run", "all", "norms"])
     ap.add_argument("folder", nargs="?", type=Path, default=Path("/tmp/byom_peers"))
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--runs", type=int, default=30)
@@ -162,6 +273,8 @@ def main() -> int:
         export_models(args.folder, names)
     if args.step == "run":
         run_models(args.folder, names, args.runs)
+    if args.step == "norms":
+        run_norms(args.runs * 2)
     if args.step == "all":
         cmd = [str(PROJECT_PY), __file__, "run", str(args.folder), "--models", args.models, "--runs", str(args.runs)]
         return subprocess.call(cmd, env=dict(os.environ, OMP_NUM_THREADS="1"))

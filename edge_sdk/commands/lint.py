@@ -175,9 +175,10 @@ def _run_fix(model: Any, before: dict[str, Any], targets: tuple[str, ...], dest:
     result = fix_model(model)
     after = lint_model(result.model, targets)
     b, a = dict(before["summary"]), dict(after["summary"])
-    if measure:
-        b.update(compare.latency(model))
-        a.update(compare.latency(result.model))
+    if measure:  # interleaved before/after timing: the ratio holds on a busy machine
+        lb, la = compare.latency_pair(model, result.model)
+        b.update(lb)
+        a.update(la)
     rows = compare.table(b, a)
     path = dest if dest.suffix == ".pt2" else dest / f"{result.model.name}.pt2"
     if path.exists() and dest.suffix != ".pt2" and not _forced():
