@@ -30,7 +30,7 @@ import contextlib
 import io
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -43,8 +43,10 @@ from edge_sdk.errors import EdgeError, toolchain_errors
 from edge_sdk.manifest import InputSpec, OutputSpec, Quantization
 
 from .base import Artifact, ConvertOptions, Target, deploy_of, step
+from .weight_rounding import snap_depthwise_weights
 
 FILE_NAME = "model.tflite"
+INT8_WEIGHTS = ("int8", "dynamic_int8")  # precisions whose weights are per-channel int8
 SIGNATURE = "serving_default"
 
 
@@ -137,6 +139,7 @@ class Quantized:
     recipe: str | None
     calibration: str | None = None
     kept_float: list[dict[str, Any]] = field(default_factory=list)
+    depthwise_sum_rounded: int = 0  # depthwise convs snapped by converters/weight_rounding.py
 
 
 def calibrate_min_max(fp32: bytes, recipe: Any, data: dict[str, list[dict]]) -> dict[str, Any]:
@@ -279,13 +282,18 @@ def _quantize_one_partition(fp32: bytes, qsvs: dict[str, Any], kept: list[dict[s
 
 def build(model: torch.nn.Module, example: torch.Tensor, precision: str, nhwc: bool,
           calib: Callable[[], list[torch.Tensor]]) -> Quantized:
-    """The .tflite bytes for one precision (fp32 first, then a quantizer pass for the others)."""
+    """The .tflite bytes for one precision (fp32 first, then a quantizer pass for the others). The int8-weight
+    precisions convert a copy whose depthwise kernels are already on the int8 grid, sums kept
+    (converters/weight_rounding.py)."""
+    snapped = 0
+    if precision in INT8_WEIGHTS:
+        model, snapped = snap_depthwise_weights(model)
     with step("export", "litert-torch (fp32 .tflite)"):
         fp32 = convert_fp32(model, example, nhwc)
     if precision == "fp32":
         return Quantized(fp32, None)
     with step("quantize", f"ai-edge-quantizer ({precision})"):
-        return quantize(fp32, precision, calib, nhwc)
+        return replace(quantize(fp32, precision, calib, nhwc), depthwise_sum_rounded=snapped)
 
 
 def _quant(detail: dict) -> Quantization | None:
@@ -356,6 +364,8 @@ def artifact(path: Path, opts: ConvertOptions, built: Quantized, deploy: Any) ->
     input_spec, output_spec = io_specs(path, opts.nhwc, deploy)
     report = build_report(path)
     quant = {"recipe": built.recipe, "input_dtype": input_spec.dtype, "output_dtype": output_spec.dtype}
+    if opts.precision in INT8_WEIGHTS:
+        quant["depthwise_sum_rounded"] = built.depthwise_sum_rounded
     if opts.precision == "int8":
         quant.update({"calibration": built.calibration, "kept_float": built.kept_float,
                       "full_integer": not report["float_ops"]})
