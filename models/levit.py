@@ -43,6 +43,11 @@ class LeViTConfig:
     distillation: bool = True  # add the DeiT-style distillation head
 
 
+# Deploy form: attention whose heads * keys <= this runs block-diagonal (all heads in two bmm; levit_128s: the
+# 4 blocks of stage 2, 8 heads x 16 tokens). Above it the zero blocks' MACs cost more than the per-head kernels.
+BLOCK_DIAG_MAX = 128
+
+
 def _conv(in_ch: int, out_ch: int, bn_init: float = 1.0) -> ConvBN:
     """The paper's Linear+BN over tokens as a fusable 1x1 ConvBN without activation (rule 2)."""
     return ConvBN(in_ch, out_ch, 1, act=None, bn_weight_init=bn_init)
@@ -74,6 +79,8 @@ class LeViTAttention(nn.Module):
     delegate) and the softmax runs on a rank-3 (B, Nq, Nk) tensor. Never rank 5.
     """
 
+    deploy_folds = True  # class switch, False = the deploy form before the speed folds (benchmarks/bench_fold.py)
+
     def __init__(self, dim: int, out_dim: int, key_dim: int, heads: int, attn_ratio: float, resolution: int,
                  stride: int = 1, out_bn_init: float = 1.0, bias_init_std: float = 0.02) -> None:
         super().__init__()
@@ -86,22 +93,39 @@ class LeViTAttention(nn.Module):
         self.proj = nn.Sequential(nn.Hardswish(), _conv(heads * self.val_dim, out_dim, out_bn_init))
         self.bias_table = nn.Parameter(torch.randn(heads, resolution * resolution) * bias_init_std)
         self.register_buffer("bias_idx", relative_offsets(resolution, stride), persistent=False)
-        self.register_buffer("cached_bias", None)  # (1, heads, Nq, Nk) after reparameterize()
+        self.deployed = False  # reparameterize(): bias per head as constants, softmax scale inside the q conv
+        self.scale_in_q = False
+        self.block_diag = False  # reparameterize() on small grids: all heads in two bmm (_forward_block_diag)
 
     def attention_bias(self) -> torch.Tensor:
-        """(heads, Nq, Nk): the cached constant after `reparameterize()`, else gathered from the table."""
-        if self.cached_bias is not None:
-            return self.cached_bias.reshape(self.cached_bias.shape[1:])  # the buffer is (1, heads, Nq, Nk)
+        """(heads, Nq, Nk): the cached constants after `reparameterize()`, else gathered from the table."""
+        if self.deployed:
+            if hasattr(self, "cached_bias"):  # deploy_folds off: the (1, heads, Nq, Nk) buffer
+                return self.cached_bias.reshape(self.cached_bias.shape[1:])
+            if self.block_diag:  # (1, Nq, heads*Nk)
+                nq = self.bias_bd.shape[1]
+                return self.bias_bd.reshape(nq, self.heads, -1).permute(1, 0, 2)
+            return torch.cat(self.head_biases())
         return self.bias_table[:, self.bias_idx]
+
+    def head_biases(self) -> list[torch.Tensor]:
+        """heads x (1, Nq, Nk): one constant buffer per head after `reparameterize()` (no runtime slicing)."""
+        if self.deployed and not hasattr(self, "cached_bias"):
+            return [getattr(self, f"bias{i}") for i in range(self.heads)]
+        bias = self.attention_bias()
+        return [bias[i:i + 1] for i in range(self.heads)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q4 = self.q(x)  # (B, heads*kd, h', w')
         ho, wo = q4.shape[2], q4.shape[3]
+        if self.block_diag:
+            return self._forward_block_diag(q4, x)
         q, k, v = (head_slices(to_tokens(t), self.heads) for t in (q4, self.k(x), self.v(x)))  # heads x (B, N, d)
-        bias = self.attention_bias()
+        biases = self.head_biases()
         outs = []
         for i in range(self.heads):
-            attn = torch.bmm(q[i], k[i].transpose(1, 2)) * self.scale + bias[i:i + 1]  # (B, Nq, Nk)
+            scores = torch.bmm(q[i], k[i].transpose(1, 2))  # (B, Nq, Nk)
+            attn = (scores if self.scale_in_q else scores * self.scale) + biases[i]
             outs.append(torch.bmm(attn.softmax(dim=-1), v[i]))  # (B, Nq, dv)
         # proj = (Hardswish, ConvBN): the activation runs on the tokens, so from_tokens feeds the conv directly.
         # Elementwise, it commutes with the permute (same function); written after it, litert-torch's greedy layout
@@ -109,15 +133,60 @@ class LeViTAttention(nn.Module):
         act, conv = self.proj
         return conv(from_tokens(act(cat_channels(outs)), ho, wo))  # (B, N', heads*dv) -> (B, out, h', w')
 
+    def _forward_block_diag(self, q4: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """All heads in two bmm (deploy form of small token grids, `BLOCK_DIAG_MAX`): k and v are replicated per
+        head and masked to block-diagonal (B, heads*Nk, C) by ONE broadcast MUL with a 0/1 constant, so
+        q (B, Nq, heads*kd) x that^T gives every head's scores side by side (B, Nq, heads*Nk), and the
+        probabilities x the masked v give the heads' outputs already concatenated (B, Nq, heads*dv). The zero
+        blocks cost heads x the attention MACs (tiny here) and add exact zeros; no slice, no per-head op."""
+        b, h = x.shape[0], self.heads
+        ho, wo = q4.shape[2], q4.shape[3]
+        q, k, v = to_tokens(q4), to_tokens(self.k(x)), to_tokens(self.v(x))
+        nq, nk = q.shape[1], k.shape[1]
+        kb = (k.reshape(b, 1, -1) * self.mask_k).reshape(b, h * nk, k.shape[2])  # block-diagonal keys
+        vb = (v.reshape(b, 1, -1) * self.mask_v).reshape(b, h * nk, v.shape[2])
+        scores = torch.bmm(q, kb.transpose(1, 2)) + self.bias_bd  # (B, Nq, heads*Nk), scale in q's weights
+        attn = scores.reshape(b, nq * h, nk).softmax(dim=-1).reshape(b, nq, h * nk)  # per head: free reshapes
+        act, conv = self.proj
+        return conv(from_tokens(act(torch.bmm(attn, vb)), ho, wo))  # (B, Nq, heads*dv) -> (B, out, h', w')
+
+    @torch.no_grad()
+    def _build_block_diag(self, bias: torch.Tensor) -> None:
+        h, kd, dv = self.heads, self.key_dim, self.val_dim
+        nq, nk = bias.shape[1:]
+        owner = torch.arange(h)
+        for name, d in (("mask_k", kd), ("mask_v", dv)):  # (1, heads, Nk*heads*d): 1 where channel is head i's
+            m = (owner[:, None] == torch.arange(h * d)[None] // d).to(bias.dtype)  # (heads, heads*d)
+            self.register_buffer(name, m[:, None, :].expand(h, nk, h * d).reshape(1, h, -1).contiguous())
+        self.register_buffer("bias_bd", bias.permute(1, 0, 2).reshape(1, nq, h * nk).contiguous())
+        self.block_diag = True
+
     @torch.no_grad()
     def reparameterize(self) -> None:
-        """Replace the table + index gather by a constant bias buffer: the deploy graph has no gather/index op."""
-        if self.cached_bias is not None:
+        """Deploy form, same function, fewer kernels (docs/perf-findings.md: ~1 us of dispatch per XNNPACK op):
+        the table + index gather becomes one constant bias buffer per head (a slice of one (heads, Nq, Nk)
+        buffer stayed a runtime SLICE per head: 82 in levit_128s), and the softmax scale moves into the fused
+        q conv (one MUL per head less; exact for key_dim 16, a power-of-two scale). Runs after the q ConvBN
+        fused its BN (reparameterize_model goes children first); the trained parameters are only read."""
+        if self.deployed:
             return
-        bias = self.bias_table[:, self.bias_idx].unsqueeze(0).detach().clone()  # (1, heads, Nq, Nk)
+        if isinstance(self.q.bn, nn.BatchNorm2d):
+            self.q.reparameterize()
+        bias = self.bias_table[:, self.bias_idx].detach().clone()  # (heads, Nq, Nk)
         del self.bias_table
         del self.bias_idx
-        self.register_buffer("cached_bias", bias)
+        self.deployed = True
+        if not self.deploy_folds:  # the earlier deploy form: one (1, heads, Nq, Nk) buffer, scale as a MUL
+            self.register_buffer("cached_bias", bias.unsqueeze(0))
+            return
+        self.q.conv.weight.mul_(self.scale)
+        self.q.conv.bias.mul_(self.scale)
+        self.scale_in_q = True
+        if self.heads * bias.shape[2] <= BLOCK_DIAG_MAX:
+            self._build_block_diag(bias)
+            return
+        for i in range(self.heads):
+            self.register_buffer(f"bias{i}", bias[i:i + 1].clone())  # (1, Nq, Nk)
 
 
 def _mlp(dim: int, ratio: float, out_bn_init: float) -> nn.Sequential:
@@ -169,6 +238,35 @@ class BNLinear(nn.Module):
         self.bn = nn.Identity()
 
 
+class HeadMerge(nn.Module):
+    """No parameters; its `reparameterize()` averages the class and distillation heads into ONE Linear.
+
+    At inference the model returns (head(x) + head_dist(x)) / 2, which is one Linear with the averaged weights
+    and biases: the deploy graph runs one 384->1000 GEMV instead of two (memory-bound: 7 GMAC/s, ~0.4 ms on
+    levit_128s). A child module because `reparameterize_model` calls children only; registered last, so it runs
+    first and fuses the two heads' BNs itself. The trained heads stay as they are until deployment.
+    """
+
+    def __init__(self, owner: "LeViT") -> None:
+        super().__init__()
+        self.__dict__["owner"] = owner  # a plain reference, not a submodule (no cycle in modules())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # never called: the owner reads its heads
+        return x
+
+    @torch.no_grad()
+    def reparameterize(self) -> None:
+        owner = self.owner
+        if owner.head_dist is None or not LeViTAttention.deploy_folds:
+            return
+        owner.head.reparameterize()
+        owner.head_dist.reparameterize()
+        fc, dist = owner.head.fc, owner.head_dist.fc
+        fc.weight.add_(dist.weight).mul_(0.5)
+        fc.bias.add_(dist.bias).mul_(0.5)
+        owner.head_dist = None  # forward_head now returns head(x): the average
+
+
 def _stem(stride: int, out_ch: int) -> nn.Sequential:
     """log2(stride) stride-2 3x3 ConvBN, widths out/8, out/4, out/2, out; Hardswish between (not after the last)."""
     n = stride.bit_length() - 1
@@ -203,6 +301,7 @@ class LeViT(EdgeModel):
         self.body = nn.Sequential(stages)
         self.head = BNLinear(cfg.dims[-1], num_classes, cfg.drop_rate)
         self.head_dist = BNLinear(cfg.dims[-1], num_classes, cfg.drop_rate) if cfg.distillation else None
+        self.head_merge = HeadMerge(self)  # last: deploy-time average of the two heads (no parameters)
 
     def set_distilled_training(self, enable: bool = True) -> None:
         """In train mode with this on, `forward` returns (class_logits, dist_logits) for a distillation loss."""

@@ -65,6 +65,7 @@ class Attention(nn.Module):
     """
 
     transformer_init = True  # `init_weights`: trunc-normal(0.02) like the paper's Linear layers
+    deploy_folds = True  # class switch, False = the deploy form before the scale fold (benchmarks/bench_fold.py)
 
     def __init__(self, dim: int, num_heads: int, norm: str = "bn") -> None:
         super().__init__()
@@ -75,20 +76,29 @@ class Attention(nn.Module):
         self.norm: nn.Module = make_norm(norm, dim, "layer")
         self.q, self.k, self.v = (nn.Conv2d(dim, dim, 1) for _ in range(3))  # rule 4: no qkv split
         self.proj = nn.Conv2d(dim, dim, 1)
+        self.scale_in_q = False  # reparameterize(): the softmax scale lives in the q conv's weights
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, d, p, n = x.shape
         y = self.norm(x)
         seqs = lambda t: t.permute(0, 2, 3, 1).reshape(b * p, n, d)  # (B*P, N, d): one sequence per P
         q, k, v = (head_slices(seqs(conv(y)), self.num_heads) for conv in (self.q, self.k, self.v))
-        outs = [torch.bmm(torch.softmax(torch.bmm(qi * self.scale, ki.transpose(1, 2)), dim=-1), vi)
+        scale = 1.0 if self.scale_in_q else self.scale
+        q = q if scale == 1.0 else [qi * scale for qi in q]
+        outs = [torch.bmm(torch.softmax(torch.bmm(qi, ki.transpose(1, 2)), dim=-1), vi)
                 for qi, ki, vi in zip(q, k, v)]  # heads x (B*P, N, dh)
         out = cat_channels(outs).reshape(b, p, n, d).permute(0, 3, 1, 2)  # (B, d, P, N)
         return self.proj(out)
 
     @torch.no_grad()
     def reparameterize(self) -> None:
+        """Fold the pre-norm into q/k/v, then the softmax scale into q: one MUL per head less (36 in
+        mobilevit_xxs, each over a (B*P, N, dh) tensor); the same function up to rounding."""
         fold_pre_norm(self, ("q", "k", "v"))
+        if self.deploy_folds and not self.scale_in_q:
+            self.q.weight.mul_(self.scale)
+            self.q.bias.mul_(self.scale)
+            self.scale_in_q = True
 
 
 def fold_pre_norm(block: nn.Module, convs: tuple[str, ...]) -> None:

@@ -104,7 +104,7 @@ def test_reparameterize_caches_bias_and_keeps_outputs():
     fused = reparameterize_model(model)
     torch.testing.assert_close(fused(x), ref, rtol=1e-5, atol=1e-5 * ref.abs().max().item())
     attns = [m for m in fused.modules() if isinstance(m, LeViTAttention)]
-    assert [tuple(m.cached_bias.shape) for m in attns] == [(1, 2, 16, 16), (1, 2, 4, 16), (1, 3, 4, 4)]
+    assert [tuple(m.attention_bias().shape) for m in attns] == [(2, 16, 16), (2, 4, 16), (3, 4, 4)]
     assert not any(hasattr(m, "bias_table") for m in attns)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
     assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in fused.modules())  # head BN folded into Linear
