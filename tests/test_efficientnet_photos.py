@@ -90,11 +90,12 @@ def test_every_bundle_names_every_photo(rows):
         assert all(p["correct"] for p in row["photos"].values()), (key, row["photos"])
 
 
-# Measured 2026-12-01 (benchmarks/results/real_photos.md), default calibration (32 generated scenes): ExecuTorch
-# int8 78.2% / mixed 77.8%, TFLite dynamic_int8 91.7% / int8 89.3% top-1 agreement; every photo still in its class
-# group on every runtime. Floors a few points under those guard against regressions; the 98% bar is
-# recorded as an expected failure until calibration on real images (or per-channel activation ranges) reaches it.
-FLOORS = {"executorch-int8": 0.72, "executorch-mixed": 0.72, "tflite-dynamic_int8": 0.86, "tflite-int8": 0.84}
+# Measured 2026-12-01, session 4 (benchmarks/results/real_photos.md), default calibration (32 generated scenes),
+# 224 views: ExecuTorch int8 97.8% / mixed 96.9%, TFLite dynamic_int8 94.6% / int8 90.6% top-1 agreement (78.2 /
+# 77.8 / 91.7 / 89.3% before the ReLU6-observer and depthwise-rounding fixes); every photo still in its class group
+# on every runtime. Floors a few points under those guard against regressions; the 98% bar is recorded as an
+# expected failure.
+FLOORS = {"executorch-int8": 0.95, "executorch-mixed": 0.94, "tflite-dynamic_int8": 0.91, "tflite-int8": 0.87}
 QUANTIZED = [f"{t}-{p}" for t, p in RP.RUNNABLE if p not in ("fp32", "fp16")]
 
 
@@ -110,8 +111,8 @@ def test_quantized_agreement_floor(rows, key):
     assert row["view_group_accuracy"] >= rows[key.split("-")[0] + "-fp32"]["view_group_accuracy"] - 0.03, row
 
 
-@pytest.mark.xfail(reason="int8/mixed top-1 agreement is 78-92% with generated-scene calibration, under the 98% bar "
-                          "(README, 'Pretrained weights'); real-image calibration not yet tried")
+@pytest.mark.xfail(reason="int8/mixed top-1 agreement is 90.6-97.8% over 224 real-photo views, under the 98% bar "
+                          "(README, 'Pretrained weights'): per-tensor int8 activation error on near-tied views")
 @pytest.mark.parametrize("key", QUANTIZED)
 def test_quantized_meet_the_98_percent_bar(rows, key):
     assert rows[key]["top1_agreement"] >= RP.AGREEMENT_BAR, rows[key]
