@@ -197,8 +197,8 @@ def run_norms(reps: int) -> None:
     load.append(os.getloadavg()[0])
     header = {"machine": machine_info(), "toolchain": doctor.toolchain_versions(), "runs": reps,
               "load_average": [round(x, 2) for x in load]}
-    out = RESULTS.parent / "byom_peers.norms"
-    out.with_suffix(".json").write_text(json.dumps({**header, "rows": rows}, indent=2, default=str))
+    out_json, out_md = RESULTS.parent / "byom_peers.norms.json", RESULTS.parent / "byom_peers.norms.md"
+    out_json.write_text(json.dumps({**header, "rows": rows}, indent=2, default=str))
     lines = ["# Exact GroupNorm(1) forms in XNNPACK (six conv -> norm pairs, fp32, 1 thread, one process)", "",
              f"Machine: {json.dumps(header['machine'], default=str)}; runs {reps}; 1-min load average "
              f"{load[0]:.1f} -> {load[1]:.1f} (contended: compare rows of one shape only). "
@@ -210,7 +210,7 @@ def run_norms(reps: int) -> None:
         base = group[0]["p50_ms"]
         lines += [f"| {c}x{hw}x{hw} | {r['form']} | {r['xnnpack_subgraphs']} | {r['max_err_ratio']:.1e} | "
                   f"{r['p50_ms']:.3f} | {base / r['p50_ms']:.2f}x |" for r in group]
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    out_md.write_text("\n".join(lines) + "\n")
     print("\n".join(lines), flush=True)
 
 
