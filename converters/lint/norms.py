@@ -37,7 +37,7 @@ class LayerNormChannels(nn.Module):
 
 class GroupNormEdge(nn.Module):
     """GroupNorm(G, C) of a (B, C, H, W) map: spatial mean, then the per-group channel mean as a 1x1 conv on the
-    (B, C, 1, 1) result (the same average, reordered; measured 1.2-1.6x faster in XNNPACK than the conv over every
+    (B, C, 1, 1) result (the same average, reordered; measured 1.05-1.6x faster in XNNPACK than the conv over every
     pixel first, benchmarks/results/byom_peers.norms.md), gamma folded into the per-channel scale.
 
     G = 1 uses a (1, C) kernel (output one channel, broadcast back); G > 1 a (C, C) block kernel whose rows average
