@@ -149,8 +149,8 @@ def report(files: dict, samples: dict, mins: dict, peaks: list[float], loads: li
         fratio = f"{a['min_ms'] / b['min_ms']:.3f}" if a["min_ms"] and b["min_ms"] else ""
         pct = " -> ".join(f"{x['min_pct_of_best_peak']:.0f}%" if x["min_pct_of_best_peak"] else "?" for x in (b, a))
         lines.append(f"| {r['model']} | {r['runtime']} | {st} | {ms} | {ratio} | {fast} | {fratio} | {pct} |")
-    lines += ["", f"Best GEMM peak of the rounds: {best_peak or float('nan'):.1f} GMAC/s. The fastest-run columns are the "
-              "least contended numbers on a shared machine; the median columns swing with the load.", "",
+    lines += ["", f"Best GEMM peak of the rounds: {best_peak or float('nan'):.1f} GMAC/s. The fastest-run columns "
+              "are the least contended numbers on a shared machine; the median columns swing with the load.", "",
               "Per-round medians (ms), before | after:", ""]
     for r in rows:
         lines.append(f"- {r['model']} {r['runtime']}: " + " | ".join(
