@@ -31,7 +31,7 @@ from edge_sdk.manifest import InputSpec, OutputSpec
 
 from .base import Artifact, ConvertOptions, Target, deploy_of, step
 from .quant_clamp import clamp_aware
-from .weight_rounding import snap_depthwise_weights
+from .weight_rounding import fit_depthwise_rounding
 
 MODEL_FILE = "model.pte"
 # Nodes the delegation report does not count as work left outside a delegate: graph plumbing only.
@@ -221,8 +221,8 @@ class ExecuTorchTarget(Target):
                calib: Callable[[], list[torch.Tensor]]) -> Artifact:
         opts = self.resolve(opts)
         backend = opts.backend
-        if opts.precision in ("int8", "mixed"):  # depthwise kernels on the int8 grid first: weight_rounding.py
-            snapped, rounded = snap_depthwise_weights(model)
+        if opts.precision in ("int8", "mixed"):  # depthwise rounding fitted first: weight_rounding.py
+            snapped, rounded = fit_depthwise_rounding(model, calib)
             program = quantize(snapped, example, opts.precision, calib)
         else:
             with step("export", "torch.export"):
@@ -232,7 +232,7 @@ class ExecuTorchTarget(Target):
             report = delegation_report(edge, backend)
         if opts.precision in ("int8", "mixed"):
             report["quantize_ops"] = quantized_op_count(program)
-            report["depthwise_sum_rounded"] = rounded
+            report["depthwise_rounding_fitted"] = rounded
             report.update(precision_split(program))
             report["float_modules"] = sorted(t.__name__ for t in attention_module_types(model)) \
                 if opts.precision == "mixed" else []

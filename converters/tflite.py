@@ -43,7 +43,7 @@ from edge_sdk.errors import EdgeError, toolchain_errors
 from edge_sdk.manifest import InputSpec, OutputSpec, Quantization
 
 from .base import Artifact, ConvertOptions, Target, deploy_of, step
-from .weight_rounding import snap_depthwise_weights
+from .weight_rounding import fit_depthwise_rounding
 
 FILE_NAME = "model.tflite"
 INT8_WEIGHTS = ("int8", "dynamic_int8")  # precisions whose weights are per-channel int8
@@ -139,7 +139,7 @@ class Quantized:
     recipe: str | None
     calibration: str | None = None
     kept_float: list[dict[str, Any]] = field(default_factory=list)
-    depthwise_sum_rounded: int = 0  # depthwise convs snapped by converters/weight_rounding.py
+    depthwise_rounding_fitted: int = 0  # depthwise convs rounded by converters/weight_rounding.py
 
 
 def calibrate_min_max(fp32: bytes, recipe: Any, data: dict[str, list[dict]]) -> dict[str, Any]:
@@ -283,17 +283,17 @@ def _quantize_one_partition(fp32: bytes, qsvs: dict[str, Any], kept: list[dict[s
 def build(model: torch.nn.Module, example: torch.Tensor, precision: str, nhwc: bool,
           calib: Callable[[], list[torch.Tensor]]) -> Quantized:
     """The .tflite bytes for one precision (fp32 first, then a quantizer pass for the others). The int8-weight
-    precisions convert a copy whose depthwise kernels are already on the int8 grid, sums kept
-    (converters/weight_rounding.py)."""
+    precisions convert a copy whose depthwise kernels are already on the int8 grid, rounded to fit the
+    calibration inputs (converters/weight_rounding.py)."""
     snapped = 0
     if precision in INT8_WEIGHTS:
-        model, snapped = snap_depthwise_weights(model)
+        model, snapped = fit_depthwise_rounding(model, calib)
     with step("export", "litert-torch (fp32 .tflite)"):
         fp32 = convert_fp32(model, example, nhwc)
     if precision == "fp32":
         return Quantized(fp32, None)
     with step("quantize", f"ai-edge-quantizer ({precision})"):
-        return replace(quantize(fp32, precision, calib, nhwc), depthwise_sum_rounded=snapped)
+        return replace(quantize(fp32, precision, calib, nhwc), depthwise_rounding_fitted=snapped)
 
 
 def _quant(detail: dict) -> Quantization | None:
@@ -365,7 +365,7 @@ def artifact(path: Path, opts: ConvertOptions, built: Quantized, deploy: Any) ->
     report = build_report(path)
     quant = {"recipe": built.recipe, "input_dtype": input_spec.dtype, "output_dtype": output_spec.dtype}
     if opts.precision in INT8_WEIGHTS:
-        quant["depthwise_sum_rounded"] = built.depthwise_sum_rounded
+        quant["depthwise_rounding_fitted"] = built.depthwise_rounding_fitted
     if opts.precision == "int8":
         quant.update({"calibration": built.calibration, "kept_float": built.kept_float,
                       "full_integer": not report["float_ops"]})
