@@ -15,7 +15,6 @@ the XNNPACK GEMM peak measured in each round; per file the median of its round m
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -190,12 +189,7 @@ def main() -> int:
     samples, mins, peaks = measure_rounds(bench_peers, files, sizes, args, peak_pte, log)
     loads.append(os.getloadavg()[0])
     data, md = report(files, samples, mins, peaks, loads)
-    from edge_sdk.bundle import atomic_write
-    args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write(args.out / "perf_fold.json", json.dumps(data, indent=2, default=str) + "\n")
-    atomic_write(args.out / "perf_fold.md", md)
-    print(md)
-    log(f"wrote {args.out}/perf_fold.json, perf_fold.md")
+    bench_peers.write_results(args.out, "perf_fold", data, md, log)
     return 0
 
 

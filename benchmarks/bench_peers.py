@@ -25,6 +25,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parent
 TIMM_PY = Path.home() / "timm-venv" / "bin" / "python"
@@ -263,13 +264,18 @@ def main() -> int:
     samples, peaks = measure_rounds(files, sizes, args.rounds, args.warmup, args.runs, peak_pte, log)
     loads.append(os.getloadavg()[0])
     data, md = report(models, files, samples, peaks, timm_meta, loads)
-    from edge_sdk.bundle import atomic_write
-    args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write(args.out / "peers.json", json.dumps(data, indent=2, default=str) + "\n")
-    atomic_write(args.out / "peers.md", md)
-    print(md)
-    log(f"wrote {args.out}/peers.json, peers.md")
+    write_results(args.out, "peers", data, md, log)
     return 0
+
+
+def write_results(out: Path, stem: str, data: dict, md: str, log: Callable[[str], None]) -> None:
+    """<stem>.json and <stem>.md under `out`, atomically; the table printed (also used by bench_fold.py)."""
+    from edge_sdk.bundle import atomic_write
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out / f"{stem}.json", json.dumps(data, indent=2, default=str) + "\n")
+    atomic_write(out / f"{stem}.md", md)
+    print(md)
+    log(f"wrote {out}/{stem}.json, {stem}.md")
 
 
 if __name__ == "__main__":
