@@ -34,13 +34,15 @@ QUANTIZER_FLOAT = ("EXP", "REDUCE_MAX")
 # Besides the DIVs, every op XNNPACK has no int8 kernel for stays float so the file is ONE XNNPACK partition
 # (converters/tflite.py `_quantize_one_partition`): BATCH_MATMUL of two activations, SOFTMAX, HARD_SWISH, ...
 INT8_FLOAT_OPS: dict[str, dict[str, int]] = {
-    "levit_tiny": {"BATCH_MATMUL": 14, "HARD_SWISH": 9, "SOFTMAX": 7},
+    # levit_tiny / cctt_micro: small-grid attention runs all heads as one block-diagonal softmax + 2 bmm at deploy
+    # (models/levit.py BLOCK_DIAG_MAX), hence fewer SOFTMAX / BATCH_MATMUL than one per head
+    "levit_tiny": {"BATCH_MATMUL": 6, "HARD_SWISH": 9, "SOFTMAX": 3},
     "mobilevit_tiny": {"REDUCE_MAX": 2, "EXP": 2, "DIV": 2,  # softmax as EXP / sum: a computed denominator
                        "BATCH_MATMUL": 12, "MAXIMUM": 2, "SOFTMAX": 4, "SUB": 2},
     "mobilevitv2_tiny": {"EXP": 3, "DIV": 3,  # softmax normalizer avg_pool(e): a computed denominator
                          "AVERAGE_POOL_2D": 6, "SUB": 1},
     "pbhybrid_micro": {"DIV": 7, "ADD": 7, "BATCH_MATMUL": 14, "HARD_SWISH": 21},
-    "cctt_micro": {"DIV": 2, "ADD": 2, "BATCH_MATMUL": 10, "HARD_SWISH": 19, "SOFTMAX": 3},
+    "cctt_micro": {"DIV": 2, "ADD": 2, "BATCH_MATMUL": 6, "HARD_SWISH": 19, "SOFTMAX": 1},
 }
 
 
