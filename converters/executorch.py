@@ -222,7 +222,8 @@ class ExecuTorchTarget(Target):
         opts = self.resolve(opts)
         backend = opts.backend
         if opts.precision in ("int8", "mixed"):  # depthwise rounding fitted first: weight_rounding.py
-            snapped, rounded = fit_depthwise_rounding(model, calib)
+            with step("calibrate", "depthwise int8 rounding"):
+                snapped, rounded = fit_depthwise_rounding(model, calib)
             program = quantize(snapped, example, opts.precision, calib)
         else:
             with step("export", "torch.export"):

@@ -287,7 +287,8 @@ def build(model: torch.nn.Module, example: torch.Tensor, precision: str, nhwc: b
     calibration inputs (converters/weight_rounding.py)."""
     snapped = 0
     if precision in INT8_WEIGHTS:
-        model, snapped = fit_depthwise_rounding(model, calib)
+        with step("calibrate", "depthwise int8 rounding"):
+            model, snapped = fit_depthwise_rounding(model, calib)
     with step("export", "litert-torch (fp32 .tflite)"):
         fp32 = convert_fp32(model, example, nhwc)
     if precision == "fp32":
