@@ -129,12 +129,17 @@ def check_calib_dir(calib_dir: Path, count: int | None = None) -> list[Path]:
 
 
 def calib_loader(spec: InputSpec, opts: ConvertOptions) -> Callable[[], list[torch.Tensor]]:
-    """A lazy `calib()` for Target.export: normalized NCHW batches, built only when a precision calibrates."""
+    """A lazy `calib()` for Target.export: normalized NCHW batches, built only when a precision calibrates, and
+    built once (the depthwise rounding and the quantizer's calibration both read them)."""
+    cache: list[list[torch.Tensor]] = []
+
     def calib() -> list[torch.Tensor]:
-        from edge_sdk.preprocess import preprocess_batch
-        images = calibration_images(spec, opts.calib_dir, opts.calib_count)
-        x = torch.from_numpy(preprocess_batch(images, spec))  # (N, 3, H, W)
-        return list(x.split(CALIB_BATCH))
+        if not cache:
+            from edge_sdk.preprocess import preprocess_batch
+            images = calibration_images(spec, opts.calib_dir, opts.calib_count)
+            x = torch.from_numpy(preprocess_batch(images, spec))  # (N, 3, H, W)
+            cache.append(list(x.split(CALIB_BATCH)))
+        return cache[0]
     return calib
 
 
