@@ -30,7 +30,7 @@ from typing import Callable
 ROOT = Path(__file__).resolve().parent
 TIMM_PY = Path.home() / "timm-venv" / "bin" / "python"
 QUICK = [("mobilevit_xxs", 256), ("mobilevitv2_050", 256), ("levit_128s", 224)]
-MORE = [("mobilevit_xs", 256), ("mobilevitv2_100", 256)]
+MORE = [("mobilevit_xs", 256), ("mobilevitv2_100", 256), ("efficientnet_lite0", 224)]
 MARK = "EDGE_SDK_PEERS "
 RUNTIMES = ("executorch-fp32", "litert-fp32")
 
@@ -222,7 +222,7 @@ def report(models, files, samples, peaks, timm_meta, loads) -> tuple[dict, str]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--all", action="store_true", help="Also mobilevit_xs and mobilevitv2_100.")
+    ap.add_argument("--all", action="store_true", help="Also mobilevit_xs, mobilevitv2_100 and efficientnet_lite0.")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)

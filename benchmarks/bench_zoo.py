@@ -12,6 +12,8 @@ Writes benchmarks/results/zoo.json, zoo.md and zoo.png (with the machine and too
     .venv/bin/python benchmarks/bench_zoo.py                      # whole zoo (slow: hours on 2 busy cores)
     .venv/bin/python benchmarks/bench_zoo.py --models levit_128s,mobilevitv2_050 --quick
     .venv/bin/python benchmarks/bench_zoo.py --representative --quick --threads 1   # 1-2 per family
+    .venv/bin/python benchmarks/bench_zoo.py --convert-only --variants executorch-fp32,litert-fp32  # then time
+      # quietly: conversions are the slow, noisy part; run them first, time later with nothing else running
 """
 from __future__ import annotations
 
@@ -90,8 +92,9 @@ def convert_worker(name: str, target: str, precision: str, work: str) -> None:
 
 
 def convert_variants(name: str, work: Path, log,  # noqa: ANN001
-                     labels: tuple[str, ...] | None = None) -> dict[str, Path]:
-    """The bundles of one model (all four, or only `labels`), with realistic weights; reuses earlier bundles."""
+                     labels: tuple[str, ...] | None = None, cached_only: bool = False) -> dict[str, Path]:
+    """The bundles of one model (all four, or only `labels`), with realistic weights; reuses earlier bundles
+    (`cached_only`: only those, converting nothing)."""
     from edge_sdk.converters.pipeline import bundle_name
     out = {}
     for label, target, precision, fallback in VARIANTS:
@@ -101,6 +104,8 @@ def convert_variants(name: str, work: Path, log,  # noqa: ANN001
             backend = "xnnpack" if target == "executorch" else "litert"
             dest = work / bundle_name(name, target, backend, prec)
             if not (dest / "manifest.json").exists():
+                if cached_only:
+                    continue
                 t0 = time.time()
                 proc = subprocess.run([sys.executable, __file__, "--convert-worker", name, target, prec, str(work)],
                                       capture_output=True, text=True, timeout=3600)
@@ -185,6 +190,11 @@ def main() -> int:
     ap.add_argument("--budget-ms", type=float, default=50.0)
     ap.add_argument("--work", type=Path, default=ROOT / ".work", help="Converted bundles (reused between runs).")
     ap.add_argument("--out", type=Path, default=ROOT / "results")
+    ap.add_argument("--variants", help="Comma-separated runtimes to include (default: all): pytorch-eager,"
+                    + ",".join(v[0] for v in VARIANTS) + ".")
+    ap.add_argument("--convert-only", action="store_true", help="Convert the bundles into --work and stop.")
+    ap.add_argument("--cached-only", action="store_true",
+                    help="Time only the bundles already in --work (after a --convert-only run).")
     ap.add_argument("--peak-worker", nargs=2, help=argparse.SUPPRESS)
     ap.add_argument("--convert-worker", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -200,6 +210,13 @@ def main() -> int:
     from edge_sdk.models import list_models
     names = (args.models.split(",") if args.models else REPRESENTATIVE if args.representative
              else list_models(include_tiny=False))
+    wanted = tuple(args.variants.split(",")) if args.variants else None
+    if args.convert_only:
+        args.work.mkdir(parents=True, exist_ok=True)
+        for name in names:
+            print(f"[{time.strftime('%H:%M:%S')}] {name}: converting", flush=True)
+            convert_variants(name, args.work, print, wanted)
+        return 0
     threads = [int(t) for t in args.threads.split(",")]
     runs, warmup = (10, 2) if args.quick else (args.runs, args.warmup)
     args.work.mkdir(parents=True, exist_ok=True)
@@ -216,8 +233,10 @@ def main() -> int:
     machine = bench.machine_info()
     for name in names:
         log(f"{name}: converting")
-        sources = {"pytorch-eager": f"torch:{name}", **{k: str(v) for k, v in convert_variants(name, args.work,
-                                                                                               log).items()}}
+        sources = {"pytorch-eager": f"torch:{name}", **{k: str(v) for k, v in convert_variants(
+            name, args.work, log, wanted, cached_only=args.cached_only).items()}}
+        sources = {k: v for k, v in sources.items() if wanted is None or k in wanted or k == "litert-dynamic_int8"
+                   and "litert-int8" in wanted}
         for runtime, src in sources.items():
             for r in bench.run_benchmarks([src], threads, warmup, runs, budget_ms=args.budget_ms,
                                           show_progress=False):

@@ -50,20 +50,5 @@ def _fusable(producer: Any) -> bool:
 
 def clamp_aware(quantizer: Any) -> Any:
     """`quantizer` (configured as usual) whose annotation then moves observers after clamps."""
-    from torchao.quantization.pt2e.quantizer import Quantizer
-
-    class ClampAware(Quantizer):
-        """Delegates every step to the wrapped quantizer; only adds the observer move after `annotate`."""
-
-        def transform_for_annotation(self, model: GraphModule) -> GraphModule:
-            return quantizer.transform_for_annotation(model)
-
-        def annotate(self, model: GraphModule) -> GraphModule:
-            model = quantizer.annotate(model)
-            move_observers_after_clamps(model)
-            return model
-
-        def validate(self, model: GraphModule) -> None:
-            quantizer.validate(model)
-
-    return ClampAware()
+    from .quant_steps import with_steps
+    return with_steps(quantizer, annotations=(move_observers_after_clamps,))
