@@ -11,6 +11,7 @@ from torch import nn
 
 from edge_sdk.converters import executorch as et
 from edge_sdk.converters.quant_clamp import move_observers_after_clamps
+from model_helpers import plain_quantizer, quantized
 
 
 def wide_relu6_model() -> nn.Module:
@@ -20,21 +21,6 @@ def wide_relu6_model() -> nn.Module:
     with torch.no_grad():
         m[0].weight.mul_(30.0)  # pre-activations far outside [0, 6]
     return m
-
-
-def quantized(model: nn.Module, quantizer, x: torch.Tensor) -> torch.fx.GraphModule:
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-    prepared = prepare_pt2e(torch.export.export(model, (x[:1],)).module(), quantizer)
-    with torch.no_grad():
-        for xi in x.split(1):
-            prepared(xi)
-    return convert_pt2e(prepared)
-
-
-def plain_quantizer():
-    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
-        XNNPACKQuantizer, get_symmetric_quantization_config)
-    return XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
 
 
 def relative_error(q: torch.fx.GraphModule, model: nn.Module, x: torch.Tensor) -> float:

@@ -12,6 +12,7 @@ from torch import nn
 
 from edge_sdk.converters import executorch as et
 from edge_sdk.converters.quant_lut import decompose_silu
+from model_helpers import plain_quantizer, quantized
 
 QUANT = "quantize_per_tensor"
 
@@ -24,21 +25,6 @@ def act_model(act: type[nn.Module]) -> nn.Module:
 def calib_inputs() -> torch.Tensor:
     torch.manual_seed(1)
     return torch.randn(8, 8, 12, 12)
-
-
-def quantized(model: nn.Module, quantizer, x: torch.Tensor) -> torch.fx.GraphModule:
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-    prepared = prepare_pt2e(torch.export.export(model, (x[:1],)).module(), quantizer)
-    with torch.no_grad():
-        for xi in x.split(1):
-            prepared(xi)
-    return convert_pt2e(prepared)
-
-
-def plain_quantizer():
-    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
-        XNNPACKQuantizer, get_symmetric_quantization_config)
-    return XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
 
 
 def run_pte(program: torch.export.ExportedProgram, partitioner, x: torch.Tensor) -> np.ndarray:
