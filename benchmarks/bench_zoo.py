@@ -33,6 +33,7 @@ VARIANTS = [  # (label, target, precision, fallback precision)
     ("litert-int8", "tflite", "int8", "dynamic_int8"),
 ]
 PEAK_MARK = "EDGE_SDK_PEAK "
+LOADS: list[float] = []  # 1-minute load average at the start of each model's measurements
 # One or two standard models per family (the quiet-machine re-run: conversions + 1 thread --quick in ~15 min).
 REPRESENTATIVE = ["levit_128s", "mobilevit_xxs", "mobilevitv2_050", "mobilevitv2_100", "pbhybrid_tiny", "cctt_tiny"]
 
@@ -127,11 +128,47 @@ def efficiency(r: dict, peaks: dict[int, float]) -> float | None:
     return 100.0 * g / peak if g and peak else None
 
 
-def markdown(results: list[dict], peaks: dict[int, float], machine: dict, budget: float) -> str:
+def summary(results: list[dict], peaks: dict[int, float], budget: float, threads: int = 1) -> list[str]:
+    """One row per model at `threads`: p90 and % of peak per runtime, int8 over fp32 per runtime (medians)."""
+    rows = {(r["model"], r["runtime"]): r for r in results if not r.get("error") and r.get("threads") == threads}
+    models = sorted({m for m, _ in rows}, key=lambda m: next(r["macs"] for (n, _), r in rows.items() if n == m))
+
+    def cell(m: str, rt: str) -> str:
+        r = rows.get((m, rt))
+        if not r:
+            return "-"
+        eff = r.get("efficiency_pct", efficiency(r, peaks))
+        return f"{r['p90_ms']:.1f}" + (f" ({eff:.0f}%)" if eff is not None and "fp32" in rt else "")
+
+    def gain(m: str, rt: str) -> str:
+        f, q = rows.get((m, f"{rt}-fp32")), rows.get((m, f"{rt}-int8")) or rows.get((m, "litert-dynamic_int8"))
+        return f"{f['p50_ms'] / q['p50_ms']:.2f}x" if f and q else "-"
+
+    lines = [f"| model | GMACs | ExecuTorch fp32 p90 ms (% of peak) | ExecuTorch int8 p90 ms | int8 speed-up | "
+             f"LiteRT fp32 p90 ms (% of peak) | LiteRT int8 p90 ms | int8 speed-up | fp32 p90 <= {budget:g} ms |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for m in models:
+        macs = next(r["macs"] for (n, _), r in rows.items() if n == m)
+        fp32 = [rows.get((m, rt)) for rt in ("executorch-fp32", "litert-fp32")]
+        ok = "yes" if all(r and r["p90_ms"] <= budget for r in fp32) else "NO"
+        lines.append(f"| {m} | {macs / 1e9:.2f} | {cell(m, 'executorch-fp32')} | {cell(m, 'executorch-int8')} | "
+                     f"{gain(m, 'executorch')} | {cell(m, 'litert-fp32')} | "
+                     f"{cell(m, 'litert-int8') if (m, 'litert-int8') in rows else cell(m, 'litert-dynamic_int8')} | "
+                     f"{gain(m, 'litert')} | {ok} |")
+    return lines
+
+
+def markdown(results: list[dict], peaks: dict[int, float], machine: dict, budget: float,
+             loads: list[float] = ()) -> str:
     lines = [f"Machine: {machine['cpu']}, {machine['cores']} cores; "
              + ", ".join(f"{k} {v}" for k, v in machine["versions"].items()), "",
+             *([f"1-minute load average at the start of each model: {min(loads):.2f}-{max(loads):.2f} on "
+                f"{machine['cores']} cores (each measurement uses one core, in a fresh process).", ""]
+               if loads else []),
              "Peak (XNNPACK GEMM 256x2048x2048 .pte): "
              + ", ".join(f"{t} thread(s) {p:.1f} GMAC/s" for t, p in sorted(peaks.items())), "",
+             "Per model, 1 thread (int8 speed-up: fp32 median / int8 median, same runtime, same run):", "",
+             *summary(results, peaks, budget), "", "Every row:", "",
              "| model | GMACs | runtime | threads | p50 ms | p90 ms | mean ms | GMAC/s | % of peak | vs eager | "
              f"p90 <= {budget:g} ms |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -193,6 +230,7 @@ def main() -> int:
     ap.add_argument("--variants", help="Comma-separated runtimes to include (default: all): pytorch-eager,"
                     + ",".join(v[0] for v in VARIANTS) + ".")
     ap.add_argument("--convert-only", action="store_true", help="Convert the bundles into --work and stop.")
+    ap.add_argument("--report-only", action="store_true", help="Re-render zoo.md / zoo.png from --out's zoo.json.")
     ap.add_argument("--cached-only", action="store_true",
                     help="Time only the bundles already in --work (after a --convert-only run).")
     ap.add_argument("--peak-worker", nargs=2, help=argparse.SUPPRESS)
@@ -203,6 +241,8 @@ def main() -> int:
     if args.convert_worker:
         convert_worker(*args.convert_worker)
         return 0
+    if args.report_only:
+        return _rerender(args.out)
     if args.peak_worker:
         peak_worker(args.peak_worker[0], int(args.peak_worker[1]))
         return 0
@@ -232,6 +272,7 @@ def main() -> int:
     results: list[dict] = _kept_rows(args.out / "zoo.json", names)  # earlier runs' other models stay
     machine = bench.machine_info()
     for name in names:
+        LOADS.append(round(os.getloadavg()[0], 2))  # recorded with the results: was the machine quiet?
         log(f"{name}: converting")
         sources = {"pytorch-eager": f"torch:{name}", **{k: str(v) for k, v in convert_variants(
             name, args.work, log, wanted, cached_only=args.cached_only).items()}}
@@ -249,6 +290,16 @@ def main() -> int:
     return 0
 
 
+def _rerender(out: Path) -> int:
+    from edge_sdk.bundle import atomic_write
+    data = json.loads((out / "zoo.json").read_text())
+    peaks = {int(k): v for k, v in data["peak_gmacs_per_s"].items()}
+    atomic_write(out / "zoo.md", markdown(data["results"], peaks, data["machine"], data["budget_ms"],
+                                          data.get("load_average_1min", [])))
+    chart(data["results"], out / "zoo.png")
+    return 0
+
+
 def _kept_rows(path: Path, names: list[str]) -> list[dict]:
     """Rows of models this run does not re-measure (each keeps the efficiency computed against its run's peak)."""
     if not path.exists():
@@ -259,9 +310,9 @@ def _kept_rows(path: Path, names: list[str]) -> list[dict]:
 def _write(out: Path, results: list[dict], peaks: dict, machine: dict, args, runs: int, warmup: int) -> None:  # noqa: ANN001
     from edge_sdk.bundle import atomic_write
     meta = {"machine": machine, "peak_gmacs_per_s": peaks, "runs": runs, "warmup": warmup,
-            "budget_ms": args.budget_ms, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            "budget_ms": args.budget_ms, "load_average_1min": LOADS, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     atomic_write(out / "zoo.json", json.dumps({**meta, "results": results}, indent=2, default=str) + "\n")
-    atomic_write(out / "zoo.md", markdown(results, peaks, machine, args.budget_ms))
+    atomic_write(out / "zoo.md", markdown(results, peaks, machine, args.budget_ms, LOADS))
     chart(results, out / "zoo.png")
 
 
