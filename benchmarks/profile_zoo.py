@@ -60,7 +60,6 @@ def markdown(rows: list[dict], precision: str) -> str:
             continue
         parts = [f"{c['name']} {c['share']:.0f}%" + (f" @{c['pct_of_peak']:.0f}%" if c.get("pct_of_peak") else "")
                  for c in p["by_op_class"] if c["share"] >= 1.0]
-        parts.append(f"runtime overhead {100 * p['overhead_ms'] / p['execute_ms']:.0f}%")
         lines.append(f"| {r['model']} | {p['execute_ms']:.2f} | {p['pct_of_peak'] or 0:.0f}% | "
                      f"{r['ceiling_pct'] or 0:.0f}% | {'; '.join(parts)} |")
     peak = first.get("peak_gmacs_per_s") if first else None
@@ -74,7 +73,13 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--work", type=Path, default=ROOT / ".work")
     ap.add_argument("--out", type=Path, default=ROOT / "results")
+    ap.add_argument("--report-only", action="store_true", help="Re-render the .md from --out's .json.")
     args = ap.parse_args()
+    if args.report_only:
+        from edge_sdk.bundle import atomic_write
+        data = json.loads((args.out / f"profile_{args.precision}.json").read_text())
+        atomic_write(args.out / f"profile_{args.precision}.md", markdown(data["results"], args.precision))
+        return 0
     sys.path.insert(0, str(ROOT))
     from bench_peers import write_results
     rows = []

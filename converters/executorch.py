@@ -8,10 +8,10 @@ Precisions (XNNPACK):
 - int8: PT2E static quantization with `XNNPACKQuantizer` (symmetric per-channel int8 weights, per-tensor affine
   int8 activations from a histogram observer), calibrated on real or generated images; the .pte computes what the
   simulated-quantized model computes. XNNPACK's quantizer quantizes conv, linear, add, mul, cat and pooling;
-  SiLU (as x * sigmoid(x)) and Hardswish run on XNNPACK's int8 table kernels (converters/quant_lut.py); ReLU6
-  is observed after the clamp (converters/quant_clamp.py). Normalizers, softmax, bmm and exp/div of the linear
-  attention stay float inside the same delegate (dequantize -> fp32 op -> quantize). The report lists them
-  (`float_ops`).
+  SiLU (as x * sigmoid(x)) and Hardswish run on XNNPACK's int8 table kernels and zero pads copy int8
+  (converters/quant_int8_ops.py); ReLU6 is observed after the clamp (converters/quant_clamp.py). Normalizers,
+  softmax, bmm and exp/div of the linear attention stay float inside the same delegate (dequantize -> fp32 op ->
+  quantize). The report lists them (`float_ops`).
 - mixed: only convolutions OUTSIDE attention modules are quantized; every module whose class name contains
   "Attention" (q/k/v projections, matmuls, softmax) stays float ("convs int8, attention float").
 Measured on the trained tiny zoo (docs/converters.md, "int8 on trained weights"): the int8 error is dominated by
@@ -33,7 +33,7 @@ from edge_sdk.manifest import InputSpec, OutputSpec
 
 from .base import Artifact, ConvertOptions, Target, deploy_of, step
 from .quant_clamp import clamp_aware, move_observers_after_clamps
-from .quant_lut import annotate_lut_activations, decompose_silu, partitioner_configs
+from .quant_int8_ops import annotate_int8_ops, decompose_silu, partitioner_configs
 from .quant_steps import with_steps
 from .weight_rounding import fit_depthwise_rounding
 
@@ -60,9 +60,9 @@ def make_quantizer(model: nn.Module, precision: str):  # noqa: ANN201 (XNNPACKQu
         XNNPACKQuantizer, get_symmetric_quantization_config)
     config = get_symmetric_quantization_config(is_per_channel=True)
     quantizer = XNNPACKQuantizer()
-    if precision == "int8":  # + SiLU / Hardswish on XNNPACK's int8 tables (converters/quant_lut.py)
+    if precision == "int8":  # + SiLU / Hardswish / zero pads in int8 (converters/quant_int8_ops.py)
         return with_steps(quantizer.set_global(config), transforms=(decompose_silu,), annotations=(
-            move_observers_after_clamps, lambda gm: annotate_lut_activations(gm, config.input_activation)))
+            move_observers_after_clamps, lambda gm: annotate_int8_ops(gm, config.input_activation)))
     quantizer.set_operator_type(torch.ops.aten.conv2d.default, config)
     for module_type in attention_module_types(model):  # None: excluded from every other config, left float
         quantizer.set_module_type(module_type, None)
@@ -91,7 +91,7 @@ def quantize(model: nn.Module, example: torch.Tensor, precision: str,
 def partitioner(backend: str, opts: ConvertOptions) -> Any:
     if backend == "xnnpack":
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-        return XnnpackPartitioner(configs=partitioner_configs())  # int8 sigmoid/hardswish accepted too
+        return XnnpackPartitioner(configs=partitioner_configs())  # int8 sigmoid/hardswish/pad accepted too
     import coremltools as ct
     from executorch.backends.apple.coreml.compiler import CoreMLBackend
     from executorch.backends.apple.coreml.partition import CoreMLPartitioner
@@ -146,8 +146,9 @@ def quantized_op_count(program: torch.export.ExportedProgram) -> dict[str, int]:
 # Ops that only move or reshape data (or are identities in eval, like dropout): no work worth listing.
 DATA_MOVEMENT = {"reshape", "view", "permute", "transpose", "slice", "select", "squeeze", "unsqueeze", "clone",
                  "contiguous", "alias", "flatten", "cat", "getitem", "_assert_tensor_metadata", "dropout"}
-# What XNNPACKQuantizer annotates, + the table activations of converters/quant_lut.py.
-INT8_CAPABLE = {"conv2d", "linear", "add", "mul", "adaptive_avg_pool2d", "sigmoid", "hardswish"}
+# What XNNPACKQuantizer annotates, + the table activations and zero pads of converters/quant_int8_ops.py.
+INT8_CAPABLE = {"conv2d", "linear", "add", "mul", "adaptive_avg_pool2d", "sigmoid", "hardswish", "pad",
+                "constant_pad_nd"}
 FUSED_ACTIVATIONS = ("relu", "relu_", "hardtanh", "hardtanh_")  # folded into the kernel's output min/max
 
 
@@ -162,11 +163,11 @@ def _is_qdq(node: Any, kind: str) -> bool:
 def precision_split(program: torch.export.ExportedProgram) -> dict[str, dict[str, int]]:
     """Compute ops of a PT2E program split into `int8_ops` (int8 in and out) and `float_ops` (the rest).
 
-    XNNPACK runs an op in int8 when it has an int8 kernel for it (conv, linear, add, mul, pooling, and the table
-    activations sigmoid and hardswish: quant_lut.py) and the op reads dequantized tensors and feeds a quantize (a
-    ReLU right after it is fused, as XNNPACKQuantizer's conv_relu / add_relu patterns annotate). Anything else
-    (softmax, bmm, div, a conv whose output is not quantized) computes in fp32 between dequantize and quantize.
-    This is what the manifest states as "what stays float".
+    XNNPACK runs an op in int8 when it has an int8 kernel for it (conv, linear, add, mul, pooling; the table
+    activations sigmoid and hardswish and zero pads: quant_int8_ops.py) and the op reads dequantized tensors and
+    feeds a quantize (a ReLU right after it is fused, as XNNPACKQuantizer's conv_relu / add_relu patterns
+    annotate). Anything else (softmax, bmm, div, a conv whose output is not quantized) computes in fp32 between
+    dequantize and quantize. This is what the manifest states as "what stays float".
     """
     int8, flt, fused = Counter(), Counter(), set()
     for n in program.graph.nodes:

@@ -1,7 +1,7 @@
 """A PT2E quantizer with extra graph steps around a wrapped quantizer's own annotation.
 
 Why: the converters keep `XNNPACKQuantizer` (its patterns are what XNNPACK's int8 kernels expect) and correct it in
-a few measured places (converters/quant_clamp.py, converters/quant_lut.py); each correction is a plain function on
+a few measured places (converters/quant_clamp.py, converters/quant_int8_ops.py); each correction is a plain function on
 the FX graph, run before (`transforms`) or after (`annotations`) the wrapped quantizer annotates.
 """
 from __future__ import annotations

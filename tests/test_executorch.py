@@ -108,7 +108,7 @@ def test_quantized_report_says_what_stays_float(quant):
     assert sum(rep["quantize_ops"].values()) > 0 and rep["int8_ops"]["conv2d"] >= 5
     assert rep["float_ops"], "every zoo family keeps some ops (activations, softmax, ...) float"
     if precision == "mixed":
-        # convs int8 (an add, or a table activation: converters/quant_lut.py, between two int8 convs outside
+        # convs int8 (an add, or a table activation: converters/quant_int8_ops.py, between two int8 convs outside
         # attention runs int8 in XNNPACK too) ...
         assert set(rep["int8_ops"]) <= {"conv2d", "add", "hardswish", "sigmoid"}, rep["int8_ops"]
         assert rep["int8_ops"].get("add", 0) <= 2, rep["int8_ops"]

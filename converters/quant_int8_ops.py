@@ -1,0 +1,138 @@
+"""int8 for ops XNNPACK has int8 kernels for but ExecuTorch's quantizer or partitioner leave in fp32: the table
+activations sigmoid (so SiLU = x * sigmoid(x)) and Hardswish, and constant (zero) padding.
+
+Why: `XNNPACKQuantizer` annotates none of them, and ExecuTorch's XNNPACK partitioner accepts sigmoid, hardswish
+and constant_pad_nd in fp32 only, so each ran as dequantize -> fp32 op -> quantize inside the int8 delegate:
+- SiLU in every int8 MobileViT (dequantize -> fp32 sigmoid -> fp32 multiply -> quantize over the expanded MV2
+  channels; measured with `edge-sdk profile` on mobilevitv2_050 int8: 25 sigmoids, 43 multiplies and 99 converts
+  took 47% of the run), Hardswish in LeViT and the hybrids;
+- EfficientNet-Lite0's TF "same" padding (an explicit ZeroPad2d before each stride-2 conv): 5 fp32 pads and their
+  10 converts were 15% of its int8 run.
+XNNPACK itself runs all three in int8 (sigmoid and Hardswish through a 256-entry table built from the tensors'
+scales; the pad fills with the quantized zero).
+
+What this does, at PT2E annotation time (ExecuTorch `int8` only; `mixed` keeps its float activations):
+- SiLU is written out as x * sigmoid(x) before annotation (`decompose_silu`), the form ExecuTorch lowers it to
+  anyway, so its multiply becomes an ordinary int8 multiply;
+- sigmoid gets the fixed output grid XNNPACK's int8 sigmoid uses (scale 1/256, zero point -128: [0, 1) in 256
+  steps);
+- Hardswish gets an input and an output observer like any int8 op. Its table computes exactly what
+  dequantize -> fp32 hardswish -> quantize computed before (same input and output parameters), so Hardswish costs
+  no accuracy; the sigmoid's grid adds one rounding of at most 1/512 to SiLU's gate;
+- a constant pad with value 0 shares its input's quantization (0.0 is exactly the zero point of an affine int8
+  tensor), so it copies int8 values: one rounding less than before.
+The partitioner then needs configs that accept the three ops quantized (`partitioner_configs`).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch.fx import GraphModule
+
+ANNOTATION = "quantization_annotation"  # torchao's Q_ANNOTATION_KEY
+SIGMOID = torch.ops.aten.sigmoid.default
+SILU = (torch.ops.aten.silu.default, torch.ops.aten.silu_.default)
+HARDSWISH = (torch.ops.aten.hardswish.default, torch.ops.aten.hardswish_.default)
+PADS = (torch.ops.aten.pad.default, torch.ops.aten.constant_pad_nd.default)  # ZeroPad2d exports as aten.pad
+
+
+def decompose_silu(gm: GraphModule) -> int:
+    """Rewrite every silu(x) as mul(x, sigmoid(x)) in place; returns how many."""
+    done = 0
+    for node in list(gm.graph.nodes):
+        if node.op != "call_function" or node.target not in SILU:
+            continue
+        x = node.args[0]
+        with gm.graph.inserting_before(node):
+            gate = gm.graph.call_function(SIGMOID, (x,))
+            out = gm.graph.call_function(torch.ops.aten.mul.Tensor, (x, gate))
+        for new in (gate, out):
+            new.meta.update({k: v for k, v in node.meta.items() if k in ("val", "nn_module_stack", "stack_trace")})
+        node.replace_all_uses_with(out)
+        gm.graph.erase_node(node)
+        done += 1
+    if done:
+        gm.graph.lint()
+        gm.recompile()
+    return done
+
+
+def sigmoid_output_spec() -> Any:
+    """The fixed int8 grid of XNNPACK's sigmoid: [0, 1) in steps of 1/256."""
+    from torchao.quantization.pt2e.quantizer import FixedQParamsQuantizationSpec
+    return FixedQParamsQuantizationSpec(dtype=torch.int8, scale=1.0 / 256, zero_point=-128, quant_min=-128,
+                                        quant_max=127, qscheme=torch.per_tensor_affine)
+
+
+def annotate_int8_ops(gm: GraphModule, act_spec: Any) -> int:
+    """Annotate every sigmoid, hardswish and zero pad not yet annotated (input observed with `act_spec`; output:
+    the fixed sigmoid grid, `act_spec`, or the pad's input observer); returns how many. An input already observed
+    as its producer's output shares that observer (PT2E), so a conv -> hardswish edge keeps one quantize."""
+    from torchao.quantization.pt2e.quantizer import QuantizationAnnotation, SharedQuantizationSpec
+    done = 0
+    for node in gm.graph.nodes:
+        if node.op != "call_function" or ANNOTATION in node.meta:
+            continue
+        x = node.args[0] if node.args else None
+        if node.target == SIGMOID:
+            out_spec = sigmoid_output_spec()
+        elif node.target in HARDSWISH:
+            out_spec = act_spec
+        elif node.target in PADS and _zero_fill(node):
+            out_spec = SharedQuantizationSpec((x, node))
+        else:
+            continue
+        node.meta[ANNOTATION] = QuantizationAnnotation(input_qspec_map={x: act_spec}, output_qspec=out_spec,
+                                                       _annotated=True)
+        done += 1
+    return done
+
+
+def _zero_fill(pad: Any) -> bool:
+    """A constant pad with value 0 and no cropping (aten.pad: (x, pad, mode, value); constant_pad_nd: (x, pad,
+    value))."""
+    if pad.target == torch.ops.aten.pad.default:
+        mode = pad.args[2] if len(pad.args) > 2 else pad.kwargs.get("mode", "constant")
+        value = pad.args[3] if len(pad.args) > 3 else pad.kwargs.get("value")
+        if mode != "constant":
+            return False
+    else:
+        value = pad.args[2] if len(pad.args) > 2 else pad.kwargs.get("value", 0.0)
+    return value in (None, 0, 0.0) and all(p >= 0 for p in pad.args[1])
+
+
+def partitioner_configs() -> list[type]:
+    """ExecuTorch's XNNPACK partitioner configs with sigmoid, hardswish and constant pad accepted quantized as well
+    as fp32."""
+    from executorch.backends.xnnpack.partition.config import ALL_PARTITIONER_CONFIGS
+    from executorch.backends.xnnpack.partition.config.generic_node_configs import (
+        ConstantPadConfig, HardswishConfig, SigmoidConfig)
+    from executorch.backends.xnnpack.partition.config.xnnpack_config import ConfigPrecisionType
+
+    def quantized_too(base: type, **methods: Any) -> type:
+        def supported_precision_types(self: Any) -> list:
+            return [ConfigPrecisionType.FP32, ConfigPrecisionType.STATIC_QUANT]
+        return type(f"Int8{base.__name__}", (base,), {"supported_precision_types": supported_precision_types,
+                                                      **methods})
+
+    def pad_node_and_deps(self: Any, node: Any, ep: Any) -> list:
+        """XNNPACK's int8 pad needs equal input and output quantization; an unannotated pad between two different
+        grids (e.g. in `mixed`) stays an fp32 pad between converts, as ExecuTorch lowers it by default."""
+        if _requantizes(node, ep):
+            return [node]
+        return ConstantPadConfig.get_node_and_deps(self, node, ep)
+
+    int8 = {SigmoidConfig: quantized_too(SigmoidConfig), HardswishConfig: quantized_too(HardswishConfig),
+            ConstantPadConfig: quantized_too(ConstantPadConfig, get_node_and_deps=pad_node_and_deps)}
+    return [int8.get(cfg, cfg) for cfg in ALL_PARTITIONER_CONFIGS]
+
+
+def _requantizes(node: Any, ep: Any) -> bool:
+    """dq -> node -> q with different quantization parameters on the two sides."""
+    from executorch.backends.xnnpack.partition.config.generic_node_configs import _q_dq_quantization_params_match
+    from executorch.backends.xnnpack.utils.quant_utils import is_dequant, is_quant
+    src, users = node.args[0], list(node.users)
+    if not (is_dequant(src) and len(users) == 1 and is_quant(users[0])):
+        return False
+    return not _q_dq_quantization_params_match(src, users[0], ep)
