@@ -123,7 +123,15 @@ def partitioner_configs() -> list[type]:
             return [node]
         return ConstantPadConfig.get_node_and_deps(self, node, ep)
 
-    int8 = {SigmoidConfig: quantized_too(SigmoidConfig), HardswishConfig: quantized_too(HardswishConfig),
+    def sigmoid_node_and_deps(self: Any, node: Any, ep: Any) -> list:
+        """Only a sigmoid quantized onto its fixed grid runs int8 (what `annotate_int8_ops` gives it); one between
+        other grids (an unannotated sigmoid in `mixed`, a user's model) stays fp32 between converts."""
+        if _quantized_off_grid(node):
+            return [node]
+        return SigmoidConfig.get_node_and_deps(self, node, ep)
+
+    int8 = {SigmoidConfig: quantized_too(SigmoidConfig, get_node_and_deps=sigmoid_node_and_deps),
+            HardswishConfig: quantized_too(HardswishConfig),
             ConstantPadConfig: quantized_too(ConstantPadConfig, get_node_and_deps=pad_node_and_deps)}
     return [int8.get(cfg, cfg) for cfg in ALL_PARTITIONER_CONFIGS]
 
@@ -136,3 +144,13 @@ def _requantizes(node: Any, ep: Any) -> bool:
     if not (is_dequant(src) and len(users) == 1 and is_quant(users[0])):
         return False
     return not _q_dq_quantization_params_match(src, users[0], ep)
+
+
+def _quantized_off_grid(node: Any) -> bool:
+    """dq -> sigmoid -> q whose output quantization is not the fixed sigmoid grid (1/256, -128)."""
+    from executorch.backends.xnnpack.utils.quant_utils import is_dequant, is_quant
+    src, users = node.args[0], list(node.users)
+    if not (is_dequant(src) and len(users) == 1 and is_quant(users[0])):
+        return False
+    scale, zero = users[0].args[1:3]
+    return not (isinstance(scale, float) and abs(scale * 256 - 1) < 1e-6 and zero == -128)

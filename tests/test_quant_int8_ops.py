@@ -113,3 +113,28 @@ def test_mixed_pad_between_two_grids_stays_fp32_and_the_pte_loads():
     with torch.no_grad():
         sim = q(probe).numpy()
     assert np.abs(out - sim).max() < 0.02 * np.abs(sim).max()
+
+
+def test_sigmoid_between_other_grids_stays_fp32_and_the_pte_loads():
+    """A bare sigmoid left unannotated between two int8 convs (`mixed`) has an arbitrary output grid: the
+    partitioner keeps it fp32 instead of handing XNNPACK an int8 sigmoid off its fixed grid."""
+    model, x = act_model(nn.Sigmoid), calib_inputs()
+    q = quantized(model, et.make_quantizer(model, "mixed"), x)
+    probe = x[:1]
+    out = run_pte(torch.export.export(q, (probe,)), et.partitioner("xnnpack", None), probe)
+    with torch.no_grad():
+        sim = q(probe).numpy()
+    assert np.abs(out - sim).max() < 0.02 * np.abs(sim).max()
+
+
+@pytest.mark.parametrize("precision,deps", [("int8", 3), ("mixed", 1)])
+def test_partitioner_takes_the_sigmoid_int8_only_on_its_grid(precision, deps):
+    """int8: dequantize -> sigmoid -> quantize(1/256, -128) is one int8 sigmoid (3 nodes); mixed: fp32 (1 node)."""
+    from executorch.exir import to_edge
+    from edge_sdk.converters.quant_int8_ops import partitioner_configs
+    model, x = act_model(nn.Sigmoid), calib_inputs()
+    q = quantized(model, et.make_quantizer(model, precision), x)
+    ep = to_edge(torch.export.export(q, (x[:1],))).exported_program()
+    config = next(c for c in partitioner_configs() if c.target_name == "sigmoid.default")()
+    node = next(n for n in ep.graph.nodes if n.op == "call_function" and "sigmoid" in str(n.target))
+    assert len(config.get_node_and_deps(node, ep)) == deps
