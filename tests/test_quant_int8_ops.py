@@ -103,22 +103,12 @@ def test_int8_hardswish_table_equals_the_float_island_it_replaces():
     assert np.abs(out_new - out_old).max() <= 1.01 * step, (np.abs(out_new - out_old).max(), step)
 
 
-def test_mixed_pad_between_two_grids_stays_fp32_and_the_pte_loads():
-    """`mixed` leaves the pad unannotated between two differently quantized convs: XNNPACK's int8 pad would reject
-    the two grids at load time (xnn_status_invalid_parameter), so the partitioner keeps it an fp32 pad."""
-    model, x = pad_model(), calib_inputs()
-    q = quantized(model, et.make_quantizer(model, "mixed"), x)
-    probe = x[:1]
-    out = run_pte(torch.export.export(q, (probe,)), et.partitioner("xnnpack", None), probe)
-    with torch.no_grad():
-        sim = q(probe).numpy()
-    assert np.abs(out - sim).max() < 0.02 * np.abs(sim).max()
-
-
-def test_sigmoid_between_other_grids_stays_fp32_and_the_pte_loads():
-    """A bare sigmoid left unannotated between two int8 convs (`mixed`) has an arbitrary output grid: the
-    partitioner keeps it fp32 instead of handing XNNPACK an int8 sigmoid off its fixed grid."""
-    model, x = act_model(nn.Sigmoid), calib_inputs()
+@pytest.mark.parametrize("kind", ["pad", "sigmoid"])
+def test_mixed_op_between_two_grids_stays_fp32_and_the_pte_loads(kind):
+    """`mixed` leaves a pad or a bare sigmoid unannotated between two differently quantized convs: XNNPACK's int8
+    pad rejects two grids at load time (xnn_status_invalid_parameter) and its int8 sigmoid has a fixed output grid,
+    so the partitioner keeps them fp32."""
+    model, x = (pad_model() if kind == "pad" else act_model(nn.Sigmoid)), calib_inputs()
     q = quantized(model, et.make_quantizer(model, "mixed"), x)
     probe = x[:1]
     out = run_pte(torch.export.export(q, (probe,)), et.partitioner("xnnpack", None), probe)
