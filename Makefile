@@ -25,8 +25,11 @@ demo: $(STAMP)
 test: $(STAMP) web-deps
 	$(BIN)/python -m pytest -q -n $(JOBS) --dist loadfile --durations=20
 
-bench: $(STAMP)
-	$(BIN)/python benchmarks/bench_zoo.py
+bench: $(STAMP)  # conversions first, then the timings with nothing else converting (hours on 2 cores)
+	$(BIN)/python benchmarks/bench_zoo.py --convert-only
+	$(BIN)/python benchmarks/bench_zoo.py --cached-only
+	$(BIN)/python benchmarks/bench_int8.py
+	$(BIN)/python benchmarks/profile_zoo.py
 
 # >= 5,000 hostile files per runtime + images + checkpoints + atheris -> benchmarks/results/fuzz.md (~15 min, niced)
 fuzz: $(STAMP)
