@@ -33,7 +33,7 @@ from edge_sdk.manifest import InputSpec, OutputSpec
 
 from .base import Artifact, ConvertOptions, Target, deploy_of, step
 from .quant_clamp import clamp_aware, move_observers_after_clamps
-from .quant_int8_ops import annotate_int8_ops, decompose_silu, partitioner_configs
+from .quant_int8_ops import annotate_int8_ops, decompose_silu, int8_grids_ok, partitioner_configs
 from .quant_steps import with_steps
 from .weight_rounding import fit_depthwise_rounding
 
@@ -196,7 +196,8 @@ def _runs_int8(node: torch.fx.Node, name: str, out: torch.fx.Node) -> bool:
     args = node.args[:2] if name in ("conv2d", "linear") else node.args  # the bias stays fp32 in XNNPACK
     tensor_in = [a for a in args if isinstance(a, torch.fx.Node)]
     return (name in INT8_CAPABLE and bool(tensor_in) and all(_is_qdq(a, "dequantize_per") for a in tensor_in)
-            and bool(out.users) and all(_is_qdq(u, "quantize_per") for u in out.users))
+            and bool(out.users) and all(_is_qdq(u, "quantize_per") and int8_grids_ok(name, tensor_in[0], u)
+                                        for u in out.users))
 
 
 class ExecuTorchTarget(Target):

@@ -102,55 +102,44 @@ def _zero_fill(pad: Any) -> bool:
     return value in (None, 0, 0.0) and all(p >= 0 for p in pad.args[1])
 
 
+def int8_grids_ok(op: str, src_dq: Any, out_q: Any) -> bool:
+    """Whether XNNPACK's int8 kernel for `op` takes the grids around it (the dequantize feeding it, the quantize
+    after it): a pad copies int8 values, so only between equal grids (else the .pte fails to load:
+    xnn_status_invalid_parameter); a sigmoid only onto its fixed grid; the rest on any. The partitioner and the
+    manifest's int8/float split (executorch.precision_split) both ask this, so the report says what really runs."""
+    if op in ("pad", "constant_pad_nd"):
+        return tuple(src_dq.args[1:3]) == tuple(out_q.args[1:3])
+    if op == "sigmoid":
+        scale, zero = out_q.args[1:3]
+        return isinstance(scale, float) and abs(scale * 256 - 1) < 1e-6 and zero == -128
+    return True
+
+
 def partitioner_configs() -> list[type]:
     """ExecuTorch's XNNPACK partitioner configs with sigmoid, hardswish and constant pad accepted quantized as well
-    as fp32."""
+    as fp32; one between grids its int8 kernel does not take (`int8_grids_ok`: an unannotated pad or sigmoid in
+    `mixed`, a user's model) stays fp32 between converts, as ExecuTorch lowers it by default."""
     from executorch.backends.xnnpack.partition.config import ALL_PARTITIONER_CONFIGS
     from executorch.backends.xnnpack.partition.config.generic_node_configs import (
         ConstantPadConfig, HardswishConfig, SigmoidConfig)
     from executorch.backends.xnnpack.partition.config.xnnpack_config import ConfigPrecisionType
+    from executorch.backends.xnnpack.utils.quant_utils import is_dequant, is_quant
 
-    def quantized_too(base: type, **methods: Any) -> type:
+    def quantized_too(base: type, op: str) -> type:
         def supported_precision_types(self: Any) -> list:
             return [ConfigPrecisionType.FP32, ConfigPrecisionType.STATIC_QUANT]
+
+        def get_node_and_deps(self: Any, node: Any, ep: Any) -> list:
+            src, users = node.args[0], list(node.users)
+            if (is_dequant(src) and len(users) == 1 and is_quant(users[0])
+                    and not int8_grids_ok(op, src, users[0])):
+                return [node]
+            return base.get_node_and_deps(self, node, ep)
+
         return type(f"Int8{base.__name__}", (base,), {"supported_precision_types": supported_precision_types,
-                                                      **methods})
+                                                      "get_node_and_deps": get_node_and_deps})
 
-    def pad_node_and_deps(self: Any, node: Any, ep: Any) -> list:
-        """XNNPACK's int8 pad needs equal input and output quantization; an unannotated pad between two different
-        grids (e.g. in `mixed`) stays an fp32 pad between converts, as ExecuTorch lowers it by default."""
-        if _requantizes(node, ep):
-            return [node]
-        return ConstantPadConfig.get_node_and_deps(self, node, ep)
-
-    def sigmoid_node_and_deps(self: Any, node: Any, ep: Any) -> list:
-        """Only a sigmoid quantized onto its fixed grid runs int8 (what `annotate_int8_ops` gives it); one between
-        other grids (an unannotated sigmoid in `mixed`, a user's model) stays fp32 between converts."""
-        if _quantized_off_grid(node):
-            return [node]
-        return SigmoidConfig.get_node_and_deps(self, node, ep)
-
-    int8 = {SigmoidConfig: quantized_too(SigmoidConfig, get_node_and_deps=sigmoid_node_and_deps),
-            HardswishConfig: quantized_too(HardswishConfig),
-            ConstantPadConfig: quantized_too(ConstantPadConfig, get_node_and_deps=pad_node_and_deps)}
+    int8 = {SigmoidConfig: quantized_too(SigmoidConfig, "sigmoid"),
+            HardswishConfig: quantized_too(HardswishConfig, "hardswish"),
+            ConstantPadConfig: quantized_too(ConstantPadConfig, "constant_pad_nd")}
     return [int8.get(cfg, cfg) for cfg in ALL_PARTITIONER_CONFIGS]
-
-
-def _requantizes(node: Any, ep: Any) -> bool:
-    """dq -> node -> q with different quantization parameters on the two sides."""
-    from executorch.backends.xnnpack.partition.config.generic_node_configs import _q_dq_quantization_params_match
-    from executorch.backends.xnnpack.utils.quant_utils import is_dequant, is_quant
-    src, users = node.args[0], list(node.users)
-    if not (is_dequant(src) and len(users) == 1 and is_quant(users[0])):
-        return False
-    return not _q_dq_quantization_params_match(src, users[0], ep)
-
-
-def _quantized_off_grid(node: Any) -> bool:
-    """dq -> sigmoid -> q whose output quantization is not the fixed sigmoid grid (1/256, -128)."""
-    from executorch.backends.xnnpack.utils.quant_utils import is_dequant, is_quant
-    src, users = node.args[0], list(node.users)
-    if not (is_dequant(src) and len(users) == 1 and is_quant(users[0])):
-        return False
-    scale, zero = users[0].args[1:3]
-    return not (isinstance(scale, float) and abs(scale * 256 - 1) < 1e-6 and zero == -128)

@@ -23,10 +23,10 @@ def act_model(act: type[nn.Module]) -> nn.Module:
     return nn.Sequential(nn.Conv2d(8, 32, 1), act(), nn.Conv2d(32, 8, 1)).eval()
 
 
-def pad_model() -> nn.Module:
-    """conv -> ReLU6 -> TF "same" zero pad (asymmetric) -> stride-2 depthwise conv, as in EfficientNet-Lite0."""
+def pad_model(pad: tuple[int, int, int, int] = (0, 1, 0, 1)) -> nn.Module:
+    """conv -> ReLU6 -> zero pad -> stride-2 depthwise conv; the default is EfficientNet-Lite0's TF "same" pad."""
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(8, 16, 1), nn.ReLU6(), nn.ZeroPad2d((0, 1, 0, 1)),
+    return nn.Sequential(nn.Conv2d(8, 16, 1), nn.ReLU6(), nn.ZeroPad2d(pad),
                          nn.Conv2d(16, 16, 3, stride=2, groups=16), nn.Conv2d(16, 8, 1)).eval()
 
 
@@ -107,10 +107,16 @@ def test_int8_hardswish_table_equals_the_float_island_it_replaces():
 def test_mixed_op_between_two_grids_stays_fp32_and_the_pte_loads(kind):
     """`mixed` leaves a pad or a bare sigmoid unannotated between two differently quantized convs: XNNPACK's int8
     pad rejects two grids at load time (xnn_status_invalid_parameter) and its int8 sigmoid has a fixed output grid,
-    so the partitioner keeps them fp32."""
-    model, x = (pad_model() if kind == "pad" else act_model(nn.Sigmoid)), calib_inputs()
+    so the partitioner keeps them fp32, and the manifest's split says so."""
+    # a wide pad: 75% zeros move the histogram observer's range, so the grids before and after the pad differ
+    model, x = (pad_model((6, 6, 6, 6)) if kind == "pad" else act_model(nn.Sigmoid)), calib_inputs()
     q = quantized(model, et.make_quantizer(model, "mixed"), x)
+    if kind == "pad":
+        pad = next(n for n in q.graph.nodes if n.target == torch.ops.aten.pad.default)
+        assert pad.args[0].args[1:3] != next(iter(pad.users)).args[1:3]
     probe = x[:1]
+    split = et.precision_split(torch.export.export(q, (probe,)))
+    assert split["float_ops"].get(kind) == 1 and kind not in split["int8_ops"], split
     out = run_pte(torch.export.export(q, (probe,)), et.partitioner("xnnpack", None), probe)
     with torch.no_grad():
         sim = q(probe).numpy()
