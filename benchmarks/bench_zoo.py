@@ -131,7 +131,9 @@ def efficiency(r: dict, peaks: dict[int, float]) -> float | None:
 def summary(results: list[dict], peaks: dict[int, float], budget: float, threads: int = 1) -> list[str]:
     """One row per model at `threads`: p90 and % of peak per runtime, int8 over fp32 per runtime (medians)."""
     rows = {(r["model"], r["runtime"]): r for r in results if not r.get("error") and r.get("threads") == threads}
-    models = sorted({m for m, _ in rows}, key=lambda m: next(r["macs"] for (n, _), r in rows.items() if n == m))
+    macs: dict[str, int] = {}
+    for (m, _), r in rows.items():  # the model's first row (PyTorch eager when measured): its nominal MACs
+        macs.setdefault(m, r["macs"])
 
     def cell(m: str, rt: str) -> str:
         r = rows.get((m, rt))
@@ -147,11 +149,10 @@ def summary(results: list[dict], peaks: dict[int, float], budget: float, threads
     lines = [f"| model | GMACs | ExecuTorch fp32 p90 ms (% of peak) | ExecuTorch int8 p90 ms | int8 speed-up | "
              f"LiteRT fp32 p90 ms (% of peak) | LiteRT int8 p90 ms | int8 speed-up | fp32 p90 <= {budget:g} ms |",
              "|---|---|---|---|---|---|---|---|---|"]
-    for m in models:
-        macs = next(r["macs"] for (n, _), r in rows.items() if n == m)
+    for m in sorted(macs, key=macs.get):
         fp32 = [rows.get((m, rt)) for rt in ("executorch-fp32", "litert-fp32")]
         ok = "yes" if all(r and r["p90_ms"] <= budget for r in fp32) else "NO"
-        lines.append(f"| {m} | {macs / 1e9:.2f} | {cell(m, 'executorch-fp32')} | {cell(m, 'executorch-int8')} | "
+        lines.append(f"| {m} | {macs[m] / 1e9:.2f} | {cell(m, 'executorch-fp32')} | {cell(m, 'executorch-int8')} | "
                      f"{gain(m, 'executorch')} | {cell(m, 'litert-fp32')} | "
                      f"{cell(m, 'litert-int8') if (m, 'litert-int8') in rows else cell(m, 'litert-dynamic_int8')} | "
                      f"{gain(m, 'litert')} | {ok} |")
@@ -274,10 +275,9 @@ def main() -> int:
     for name in names:
         LOADS.append(round(os.getloadavg()[0], 2))  # recorded with the results: was the machine quiet?
         log(f"{name}: converting")
-        sources = {"pytorch-eager": f"torch:{name}", **{k: str(v) for k, v in convert_variants(
+        eager = {"pytorch-eager": f"torch:{name}"} if wanted is None or "pytorch-eager" in wanted else {}
+        sources = {**eager, **{k: str(v) for k, v in convert_variants(  # only the `wanted` bundles
             name, args.work, log, wanted, cached_only=args.cached_only).items()}}
-        sources = {k: v for k, v in sources.items() if wanted is None or k in wanted or k == "litert-dynamic_int8"
-                   and "litert-int8" in wanted}
         for runtime, src in sources.items():
             for r in bench.run_benchmarks([src], threads, warmup, runs, budget_ms=args.budget_ms,
                                           show_progress=False):
@@ -310,7 +310,8 @@ def _kept_rows(path: Path, names: list[str]) -> list[dict]:
 def _write(out: Path, results: list[dict], peaks: dict, machine: dict, args, runs: int, warmup: int) -> None:  # noqa: ANN001
     from edge_sdk.bundle import atomic_write
     meta = {"machine": machine, "peak_gmacs_per_s": peaks, "runs": runs, "warmup": warmup,
-            "budget_ms": args.budget_ms, "load_average_1min": LOADS, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            "budget_ms": args.budget_ms, "load_average_1min": LOADS,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     atomic_write(out / "zoo.json", json.dumps({**meta, "results": results}, indent=2, default=str) + "\n")
     atomic_write(out / "zoo.md", markdown(results, peaks, machine, args.budget_ms, LOADS))
     chart(results, out / "zoo.png")

@@ -8,6 +8,7 @@ rename into place. A failure at any step leaves no bundle and never touches an e
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -131,15 +132,12 @@ def check_calib_dir(calib_dir: Path, count: int | None = None) -> list[Path]:
 def calib_loader(spec: InputSpec, opts: ConvertOptions) -> Callable[[], list[torch.Tensor]]:
     """A lazy `calib()` for Target.export: normalized NCHW batches, built only when a precision calibrates, and
     built once (the depthwise rounding and the quantizer's calibration both read them)."""
-    cache: list[list[torch.Tensor]] = []
-
+    @functools.cache
     def calib() -> list[torch.Tensor]:
-        if not cache:
-            from edge_sdk.preprocess import preprocess_batch
-            images = calibration_images(spec, opts.calib_dir, opts.calib_count)
-            x = torch.from_numpy(preprocess_batch(images, spec))  # (N, 3, H, W)
-            cache.append(list(x.split(CALIB_BATCH)))
-        return cache[0]
+        from edge_sdk.preprocess import preprocess_batch
+        images = calibration_images(spec, opts.calib_dir, opts.calib_count)
+        x = torch.from_numpy(preprocess_batch(images, spec))  # (N, 3, H, W)
+        return list(x.split(CALIB_BATCH))
     return calib
 
 
